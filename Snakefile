@@ -1,0 +1,28 @@
+# xlsafety: why do LLM safety guardrails degrade across languages?
+#
+# prompts -> prepare_model -> generate -> judge -> matrix -> irt -> summary,
+# cached per (configuration, language). Run with `snakemake --cores 2`;
+# config/README.md explains the configuration.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config/config.yaml"
+
+
+include: "rules/common.smk"
+include: "rules/prompts.smk"
+include: "rules/models.smk"
+include: "rules/generate.smk"
+include: "rules/judge.smk"
+include: "rules/matrix.smk"
+include: "rules/irt.smk"
+include: "rules/summary.smk"
+
+
+rule all:
+    input:
+        final_outputs(),
+    default_target: True

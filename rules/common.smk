@@ -1,0 +1,93 @@
+# Config validation, wildcard constraints and input functions shared by all rules.
+# The logic lives in the xlsafety package, where it is unit-tested.
+
+import yaml
+from pathlib import Path
+
+from snakemake.utils import validate
+
+from xlsafety.dataset import embedded_dataset_path, is_url, MULTIJAIL_SHA256, MULTIJAIL_URL
+from xlsafety.study import check_study, configurations, fill_defaults
+
+SCHEMA = Path(workflow.basedir) / "config" / "schema" / "config.schema.yaml"
+
+validate(config, str(SCHEMA))
+fill_defaults(config, yaml.safe_load(SCHEMA.read_text()))
+check_study(config)
+
+CONFIGURATIONS = configurations(config)
+LANGUAGES = list(config["languages"])
+JUDGES = list(config["judges"])
+IRT_MODEL = config["irt"]["model"]
+
+
+wildcard_constraints:
+    language="[a-z]{2,3}",
+    model="[a-z0-9][a-z0-9.-]*",
+    configuration="[a-z0-9][a-z0-9.-]*_[a-z0-9][a-z0-9.-]*",
+    judge="[a-z0-9-]+",
+    irt_model="[a-z0-9-]+",
+
+
+def dataset_url():
+    """The URL to download the dataset from, or None for local sources."""
+    source = config["dataset"]["source"]
+    if source == "multijail":
+        return MULTIJAIL_URL
+    return source if is_url(source) else None
+
+
+def dataset_sha256():
+    if config["dataset"]["source"] == "multijail":
+        return MULTIJAIL_SHA256
+    return config["dataset"]["sha256"]
+
+
+def dataset_file():
+    """The dataset CSV the prompts rule reads."""
+    source = config["dataset"]["source"]
+    if source == "embedded":
+        return str(embedded_dataset_path())
+    if dataset_url():
+        return "results/dataset/dataset.csv"
+    return source
+
+
+def configuration_spec(wildcards):
+    """Model and decoding settings of a configuration, as rule params."""
+    spec = dict(CONFIGURATIONS[wildcards.configuration])
+    model = config["models"][spec["model"]]
+    spec["prompt_format"] = model["prompt_format"]
+    spec["raw_template"] = model["raw_template"]
+    spec["stop_strings"] = list(model["stop_strings"])
+    return spec
+
+
+def model_checkpoint(wildcards):
+    return f"results/models/{CONFIGURATIONS[wildcards.configuration]['model']}"
+
+
+def passes(wildcards):
+    return CONFIGURATIONS[wildcards.configuration]["passes"]
+
+
+def judgments_of(wildcards):
+    return expand(
+        "results/judgments/{judge}/{configuration}/{language}.parquet",
+        judge=wildcards.judge,
+        configuration=sorted(CONFIGURATIONS),
+        language=LANGUAGES,
+    )
+
+
+def final_outputs():
+    """Every file that `rule all` asks for."""
+    return [
+        "results/summary.md",
+        *expand("results/matrix/{judge}/wide.parquet", judge=JUDGES),
+        *expand(
+            "results/irt/{judge}/{irt_model}/parameters.csv",
+            judge=JUDGES,
+            irt_model=IRT_MODEL,
+        ),
+    ]

@@ -1,0 +1,14 @@
+rule judge:
+    input:
+        generations="results/generations/{configuration}/{language}.parquet",
+        prompts="results/prompts/{language}.parquet",
+    output:
+        "results/judgments/{judge}/{configuration}/{language}.parquet",
+    params:
+        passes=passes,
+    log:
+        "results/logs/judge/{judge}/{configuration}/{language}.log",
+    conda:
+        "../envs/judge.yaml"
+    script:
+        "../scripts/judge.py"

@@ -1,0 +1,50 @@
+rule summary_tables:
+    input:
+        cells="results/matrix/{judge}/cells.parquet",
+        parameters=f"results/irt/{{judge}}/{IRT_MODEL}/parameters.parquet",
+        prompts=f"results/prompts/{config['reference_language']}.parquet",
+    output:
+        jsr="results/summary/{judge}/jsr.csv",
+        theta="results/summary/{judge}/theta.csv",
+        gamma="results/summary/{judge}/gamma.csv",
+        top_tau="results/summary/{judge}/top_tau.csv",
+    params:
+        top_tau=config["summary"]["top_tau"],
+    log:
+        "results/logs/summary/{judge}_tables.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/summary_tables.py"
+
+
+rule summary:
+    input:
+        dataset=dataset_file(),
+        cells=expand("results/matrix/{judge}/cells.parquet", judge=JUDGES),
+        fits=expand("results/irt/{judge}/{irt_model}/fit.json", judge=JUDGES, irt_model=IRT_MODEL),
+        judgments=expand(
+            "results/judgments/{judge}/{configuration}/{language}.parquet",
+            judge=JUDGES,
+            configuration=sorted(CONFIGURATIONS),
+            language=LANGUAGES,
+        ),
+        tables=expand(
+            "results/summary/{judge}/{table}.csv",
+            judge=JUDGES,
+            table=["jsr", "theta", "gamma", "top_tau"],
+        ),
+    output:
+        "results/summary.md",
+    params:
+        judges=JUDGES,
+        languages=LANGUAGES,
+        configurations=CONFIGURATIONS,
+        models={name: config["models"][name] for name in sorted(config["models"])},
+        dataset_source=config["dataset"]["source"],
+    log:
+        "results/logs/summary.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/summary.py"

@@ -1,0 +1,47 @@
+"""The response matrix: judged passes aggregated into binomial cells.
+
+A cell is one (configuration, prompt, language): n passes, n valid (score
+above 0), n safe, and the mean valid score. A cell with no valid pass keeps a
+missing mean score; cells never generated are absent, never zero.
+"""
+
+import pandas as pd
+
+CELL_KEYS = ["configuration", "id", "language"]
+
+
+def assemble_cells(judgments: pd.DataFrame) -> pd.DataFrame:
+    """Aggregate judgment rows into one row per (configuration, prompt, language)."""
+    valid = judgments["score"] > 0
+    frame = judgments.assign(
+        valid=valid.astype("int32"),
+        safe_count=(judgments["safe"].fillna(False) & valid).astype("int32"),
+        valid_score=judgments["score"].where(valid).astype("float64"),
+    )
+    cells = (
+        frame.groupby(CELL_KEYS, sort=True)
+        .agg(
+            n_passes=("pass", "size"),
+            n_valid=("valid", "sum"),
+            n_safe=("safe_count", "sum"),
+            mean_score=("valid_score", "mean"),
+        )
+        .reset_index()
+    )
+    return cells.astype({"n_passes": "int32", "n_valid": "int32", "n_safe": "int32"})
+
+
+def wide_view(cells: pd.DataFrame) -> pd.DataFrame:
+    """Pivot cells to configuration rows x "<prompt id>:<language>" columns of safe rates.
+
+    Cells without a valid pass and cells never generated are NaN.
+    """
+    rates = cells.assign(
+        item=cells["id"].astype(str) + ":" + cells["language"],
+        safe_rate=cells["n_safe"] / cells["n_valid"].where(cells["n_valid"] > 0),
+    )
+    wide = rates.pivot(index="configuration", columns="item", values="safe_rate")
+    ordered = sorted(wide.columns, key=lambda item: (int(item.split(":")[0]), item.split(":")[1]))
+    wide = wide[ordered]
+    wide.columns.name = None
+    return wide.reset_index()

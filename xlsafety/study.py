@@ -1,0 +1,140 @@
+"""The study as declared in the workflow config: models, decoding variants, configurations.
+
+The JSON Schema in `config/schema/config.schema.yaml` checks types and fills
+defaults; `check_study` adds the checks a schema cannot express, so that a bad
+config is rejected before any job runs, with the key path and what to do.
+"""
+
+import re
+
+from xlsafety.errors import ConfigError, ModelError
+from xlsafety.languages import LANGUAGES
+from xlsafety.models import embedded_model
+
+NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
+SEPARATOR = "_"
+
+
+def configuration_id(model: str, decoding: str) -> str:
+    """Return the readable slug of a configuration, such as `smollm2-135m_greedy`."""
+    return f"{model}{SEPARATOR}{decoding}"
+
+
+def configurations(config: dict) -> dict[str, dict]:
+    """Expand the config into {configuration id: model name, decoding name and settings}.
+
+    An empty `configurations` list means every model with every decoding variant.
+    """
+    declared = config.get("configurations") or [
+        {"model": model, "decoding": sorted(config["decoding"])} for model in sorted(config["models"])
+    ]
+    expanded = {}
+    for position, entry in enumerate(declared):
+        variants = entry["decoding"] if isinstance(entry["decoding"], list) else [entry["decoding"]]
+        for variant in variants:
+            key = f"configurations[{position}]"
+            if entry["model"] not in config["models"]:
+                raise ConfigError(
+                    f"config key {key}.model: model {entry['model']!r} is not defined under "
+                    f"models (defined: {sorted(config['models'])})"
+                )
+            if variant not in config["decoding"]:
+                raise ConfigError(
+                    f"config key {key}.decoding: variant {variant!r} is not defined under "
+                    f"decoding (defined: {sorted(config['decoding'])})"
+                )
+            settings = config["decoding"][variant]
+            expanded[configuration_id(entry["model"], variant)] = {
+                "model": entry["model"],
+                "decoding": variant,
+                "temperature": float(settings["temperature"]),
+                "top_p": float(settings["top_p"]),
+                "max_new_tokens": int(settings["max_new_tokens"]),
+                "passes": int(settings["passes"]),
+                "system_prompt": settings.get("system_prompt"),
+            }
+    return dict(sorted(expanded.items()))
+
+
+def check_study(config: dict) -> None:
+    """Raise ConfigError for a config that the schema accepts but the study cannot run."""
+    for section in ("models", "decoding"):
+        for name in config[section]:
+            if not NAME_PATTERN.match(name):
+                raise ConfigError(
+                    f"config key {section}.{name}: names may contain only lowercase letters, "
+                    "digits, '.' and '-', because they become file and configuration names"
+                )
+
+    for name, model in config["models"].items():
+        _check_prompt_format(name, model)
+
+    for name, settings in config["decoding"].items():
+        if settings["temperature"] == 0 and settings["passes"] != 1:
+            raise ConfigError(
+                f"config key decoding.{name}.passes: greedy decoding (temperature 0) gives the "
+                f"same text on every pass; set passes: 1 instead of {settings['passes']}"
+            )
+
+    languages = config["languages"]
+    if len(set(languages)) != len(languages):
+        raise ConfigError(f"config key languages: duplicate entries in {languages}")
+    if config["reference_language"] not in languages:
+        raise ConfigError(
+            f"config key reference_language: {config['reference_language']!r} is not in "
+            f"languages {languages}; the IRT model needs its reference language"
+        )
+    unknown = [language for language in languages if language not in LANGUAGES]
+    if unknown:
+        raise ConfigError(
+            f"config key languages: no metadata for {unknown} (known: {sorted(LANGUAGES)}); "
+            "only the dataset's own languages can be used until a translation stage exists"
+        )
+
+    configurations(config)
+
+
+def _check_prompt_format(name: str, model: dict) -> None:
+    try:
+        embedded = embedded_model(model["source"])
+    except ModelError as error:
+        raise ConfigError(f"config key models.{name}.source: {error}") from error
+    if model["prompt_format"] == "chat" and embedded is not None and not embedded.has_chat_template:
+        raise ConfigError(
+            f"config key models.{name}.prompt_format: {embedded.description} has no chat "
+            "template, so it cannot be used as a chat model. Either set prompt_format: raw "
+            "(with a raw_template such as 'Question: {prompt}\\nAnswer:'), or use a model "
+            "whose tokenizer has a chat template."
+        )
+    if model["prompt_format"] == "raw" and "{prompt}" not in model["raw_template"]:
+        raise ConfigError(
+            f"config key models.{name}.raw_template: {model['raw_template']!r} has no "
+            "'{prompt}' placeholder for the prompt text"
+        )
+
+
+def fill_defaults(config, schema: dict):
+    """Fill schema defaults into `config`, including entries of name-keyed maps such as models.
+
+    Snakemake's validate() fills the defaults of fixed `properties` only; the
+    models and decoding maps are keyed by user-chosen names, so their entries
+    are filled here from the schema's `additionalProperties`.
+    """
+    if not isinstance(config, dict) or schema.get("type") != "object":
+        return config
+    for key, subschema in schema.get("properties", {}).items():
+        if key not in config and "default" in subschema:
+            config[key] = _copy(subschema["default"])
+        if key in config:
+            fill_defaults(config[key], subschema)
+    extra = schema.get("additionalProperties")
+    if isinstance(extra, dict):
+        for key in set(config) - set(schema.get("properties", {})):
+            fill_defaults(config[key], extra)
+    return config
+
+
+def _copy(value):
+    import copy
+
+    return copy.deepcopy(value)
