@@ -7,12 +7,19 @@ from pathlib import Path
 from snakemake.utils import validate
 
 from xlsafety.dataset import embedded_dataset_path, is_url, MULTIJAIL_SHA256, MULTIJAIL_URL
-from xlsafety.study import check_study, configurations, fill_defaults
+from xlsafety.study import (
+    check_study,
+    coerce_command_line_values,
+    configurations,
+    fill_defaults,
+)
 
 SCHEMA = Path(workflow.basedir) / "config" / "schema" / "config.schema.yaml"
+SCHEMA_CONTENT = yaml.safe_load(SCHEMA.read_text())
 
+coerce_command_line_values(config, SCHEMA_CONTENT)
 validate(config, str(SCHEMA))
-fill_defaults(config, yaml.safe_load(SCHEMA.read_text()))
+fill_defaults(config, SCHEMA_CONTENT)
 check_study(config)
 
 CONFIGURATIONS = configurations(config)

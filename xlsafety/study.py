@@ -138,3 +138,46 @@ def _copy(value):
     import copy
 
     return copy.deepcopy(value)
+
+
+def coerce_command_line_values(config, schema: dict):
+    """Convert strings to the numbers, booleans or nulls that the schema expects, in place.
+
+    Snakemake parses nested `--config` values such as
+    `dataset={source: x.csv, prompt_limit: 12}` with YAML's base loader, which
+    leaves every scalar a string; a key whose schema does not allow strings
+    gets its typed value back here, before validation.
+    """
+    if isinstance(config, dict):
+        properties = schema.get("properties", {})
+        extra = schema.get("additionalProperties")
+        for key, value in config.items():
+            subschema = properties.get(key, extra if isinstance(extra, dict) else None)
+            if subschema is not None:
+                config[key] = coerce_command_line_values(value, subschema)
+        return config
+    if isinstance(config, list):
+        items = schema.get("items", {})
+        return [coerce_command_line_values(value, items) for value in config]
+    if isinstance(config, str):
+        return _coerce_scalar(config, schema)
+    return config
+
+
+def _coerce_scalar(value: str, schema: dict):
+    allowed = schema.get("type", [])
+    allowed = [allowed] if isinstance(allowed, str) else allowed
+    if not allowed or "string" in allowed:
+        return value
+    if "null" in allowed and value in ("null", "~", ""):
+        return None
+    if "boolean" in allowed and value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    if "integer" in allowed and re.fullmatch(r"[+-]?\d+", value):
+        return int(value)
+    if "number" in allowed:
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value

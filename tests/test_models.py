@@ -1,0 +1,77 @@
+import json
+
+import numpy as np
+import pytest
+
+from xlsafety.errors import ModelError
+from xlsafety.models import (
+    EMBEDDED_MODELS,
+    check_gguf_supported,
+    embedded_model,
+    gguf_architecture,
+    prepare_model,
+    read_identity,
+)
+
+
+def write_gguf(path, architecture):
+    import gguf
+
+    writer = gguf.GGUFWriter(str(path), architecture)
+    writer.add_tensor("token_embd.weight", np.zeros((4, 4), dtype=np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+    return path
+
+
+def test_architecture_read_from_metadata(tmp_path):
+    path = write_gguf(tmp_path / "llama.gguf", "llama")
+
+    assert gguf_architecture(path) == "llama"
+    assert check_gguf_supported(path) == "llama"
+
+
+def test_unsupported_architecture_named(tmp_path):
+    path = write_gguf(tmp_path / "odd.gguf", "madeupformer")
+
+    with pytest.raises(ModelError, match=r"architecture 'madeupformer' is not supported by transformers"):
+        check_gguf_supported(path)
+
+
+def test_unsupported_gguf_rejected_before_loading(tmp_path):
+    path = write_gguf(tmp_path / "odd.gguf", "madeupformer")
+
+    with pytest.raises(ModelError, match="madeupformer"):
+        prepare_model(str(path), tmp_path / "prepared")
+    assert not (tmp_path / "prepared").exists()
+
+
+def test_missing_gguf_file_named(tmp_path):
+    with pytest.raises(ModelError, match="absent.gguf not found"):
+        prepare_model(str(tmp_path / "absent.gguf"), tmp_path / "prepared")
+
+
+def test_unknown_embedded_model_named():
+    with pytest.raises(ModelError, match="unknown embedded model 'nope'"):
+        embedded_model("embedded:nope")
+
+
+def test_hub_ids_are_not_embedded():
+    assert embedded_model("HuggingFaceTB/SmolLM2-135M-Instruct") is None
+    assert embedded_model("embedded:gemma3-270m") is EMBEDDED_MODELS["gemma3-270m"]
+
+
+def test_prepare_local_checkpoint(tmp_path, tiny_chat_model):
+    identity = prepare_model(str(tiny_chat_model), tmp_path / "prepared")
+
+    assert (tmp_path / "prepared" / "model.safetensors").exists()
+    assert identity["architecture"] == "llama"
+    assert identity["has_chat_template"] is True
+    assert read_identity(tmp_path / "prepared") == json.loads(json.dumps(identity))
+
+
+def test_unprepared_folder_named(tmp_path):
+    with pytest.raises(ModelError, match="not a prepared model"):
+        read_identity(tmp_path)
