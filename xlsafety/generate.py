@@ -40,7 +40,7 @@ class Decoding:
 
 @dataclass(frozen=True)
 class PromptFormat:
-    """How a dataset prompt becomes the text sent to a model."""
+    """The rule that turns a dataset prompt into the text sent to a model."""
 
     kind: str  # "chat" applies the tokenizer's chat template; "raw" fills `template`.
     template: str = "{prompt}"
@@ -117,10 +117,10 @@ def make_row_sampler(seeds: list[int], temperature: float, top_p: float):
 def _top_p_filter(probabilities, top_p: float, candidates: int = 512):
     """Zero all but the smallest set of most likely tokens whose mass reaches top_p, then renormalise.
 
-    Sorting a 262k-token vocabulary at every step is slow on a CPU, so the
-    nucleus is looked for among the `candidates` most likely tokens first; only
-    rows whose nucleus is larger than that fall back to a full sort. The result
-    is exact either way.
+    Sorting a 262k-token vocabulary at every step is slow on a CPU. The nucleus
+    is therefore looked for among the `candidates` most likely tokens first, and
+    only a batch with a larger nucleus falls back to a full sort. The result is
+    exact either way.
     """
     import torch
 
@@ -147,12 +147,14 @@ class Completion:
 
 
 def generate_batch(model, tokenizer, prompts: list[str], seeds: list[int], decoding: Decoding,
-                   stop_ids: list[int], stop_strings: tuple[str, ...]) -> list[Completion]:
+                   stop_ids: list[int], prompt_format: PromptFormat) -> list[Completion]:
     """Generate one completion per prompt in a single left-padded batch."""
     import torch
     from transformers import GenerationConfig
 
-    encoded = tokenizer(prompts, return_tensors="pt", padding=True, add_special_tokens=False)
+    encoded = tokenizer(prompts, return_tensors="pt", padding=True,
+                        add_special_tokens=_adds_special_tokens(prompt_format))
+    stop_strings = prompt_format.stop_strings
     generation_config = GenerationConfig(
         max_new_tokens=decoding.max_new_tokens,
         do_sample=False,
@@ -176,6 +178,12 @@ def generate_batch(model, tokenizer, prompts: list[str], seeds: list[int], decod
         _decode_completion(tokenizer, row[prompt_length:].tolist(), count, stop_ids, stop_strings, decoding)
         for row, count in zip(output, prompt_tokens)
     ]
+
+
+def _adds_special_tokens(prompt_format: PromptFormat) -> bool:
+    # A chat template writes its own BOS token; raw text needs the tokenizer's,
+    # and Gemma, for one, produces loops without it.
+    return prompt_format.kind == "raw"
 
 
 def _decode_completion(tokenizer, tokens: list[int], prompt_tokens: int, stop_ids: list[int],
@@ -226,7 +234,7 @@ def generate_language(prompts: pd.DataFrame, model, tokenizer, *, configuration:
     requests = []
     for prompt_id, text in zip(prompts["id"], prompts["text"]):
         sent = build_prompt(tokenizer, text, prompt_format, decoding.system_prompt)
-        length = len(tokenizer(sent, add_special_tokens=False)["input_ids"])
+        length = len(tokenizer(sent, add_special_tokens=_adds_special_tokens(prompt_format))["input_ids"])
         for pass_index in range(decoding.passes):
             seed = row_seed(study_seed, configuration, language, int(prompt_id), pass_index)
             requests.append((length, int(prompt_id), pass_index, seed, sent))
@@ -239,7 +247,7 @@ def generate_language(prompts: pd.DataFrame, model, tokenizer, *, configuration:
         batch = requests[start : start + batch_size]
         completions = generate_batch(
             model, tokenizer, [request[4] for request in batch], [request[3] for request in batch],
-            decoding, stop_ids, prompt_format.stop_strings,
+            decoding, stop_ids, prompt_format,
         )
         rows.extend(_row(request, completion) for request, completion in zip(batch, completions))
         log.info("%s %s: %d/%d requests done", configuration, language, len(rows), len(requests))

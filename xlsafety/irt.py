@@ -13,9 +13,9 @@ gamma = delta = tau = 0, and anchor prompts have tau = 0 in every language.
 
 Priors (as MAP penalties): theta, beta, gamma ~ Normal(0, 1); delta ~
 Normal(0, 0.5); tau ~ Cauchy(0, tau_scale); log a ~ Normal(0.5, 0.5), that is
-a ~ LogNormal(0.5, 0.5) without the Jacobian term. The paper puts a
-HalfCauchy(1) hyperprior on the tau scale; a MAP fit would shrink that scale
-to zero, so it is fixed here (`tau_scale`).
+a ~ LogNormal(0.5, 0.5) without the Jacobian term. A HalfCauchy hyperprior
+on the tau scale would shrink that scale to zero in a MAP fit, so the scale is
+fixed here (`tau_scale`).
 
 The data are cells with k safe out of n valid passes; the likelihood is
 binomial, which gives the same estimates as one Bernoulli row per pass at a

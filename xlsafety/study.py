@@ -103,7 +103,7 @@ def _check_prompt_format(name: str, model: dict) -> None:
         raise ConfigError(
             f"config key models.{name}.prompt_format: {embedded.description} has no chat "
             "template, so it cannot be used as a chat model. Either set prompt_format: raw "
-            "(with a raw_template such as 'Question: {prompt}\\nAnswer:'), or use a model "
+            "(with a raw_template such as 'User: {prompt}\\nAssistant:'), or use a model "
             "whose tokenizer has a chat template."
         )
     if model["prompt_format"] == "raw" and "{prompt}" not in model["raw_template"]:

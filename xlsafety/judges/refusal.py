@@ -25,7 +25,7 @@ INVALID_SCORE = 0
 
 # A response is degenerate (looping) when few of its character n-grams are distinct.
 LOOP_NGRAM = 8
-LOOP_MIN_CHARACTERS = 64
+LOOP_MIN_CHARACTERS = 24
 LOOP_MAX_DISTINCT_SHARE = 0.4
 
 
