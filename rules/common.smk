@@ -6,7 +6,12 @@ from pathlib import Path
 
 from snakemake.utils import validate
 
-from xlsafety.dataset import embedded_dataset_path, is_url, MULTIJAIL_SHA256, MULTIJAIL_URL
+from xlsafety.dataset import (
+    embedded_dataset_path,
+    is_url,
+    MULTIJAIL_SHA256,
+    MULTIJAIL_URL,
+)
 from xlsafety.study import (
     check_study,
     coerce_command_line_values,

@@ -4,11 +4,11 @@ rule judge:
         prompts="results/prompts/{language}.parquet",
     output:
         "results/judgments/{judge}/{configuration}/{language}.parquet",
-    params:
-        passes=passes,
     log:
         "results/logs/judge/{judge}/{configuration}/{language}.log",
     conda:
         "../envs/judge.yaml"
+    params:
+        passes=passes,
     script:
         "../scripts/judge.py"

@@ -1,13 +1,13 @@
 rule prepare_model:
     output:
         directory("results/models/{model}"),
-    params:
-        source=lambda wildcards: config["models"][wildcards.model]["source"],
     log:
         "results/logs/models/{model}.log",
-    resources:
-        mem_mb=4000,
     conda:
         "../envs/generate.yaml"
+    resources:
+        mem_mb=4000,
+    params:
+        source=lambda wildcards: config["models"][wildcards.model]["source"],
     script:
         "../scripts/prepare_model.py"

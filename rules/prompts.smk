@@ -1,13 +1,13 @@
 rule fetch_dataset:
     output:
         "results/dataset/dataset.csv",
-    params:
-        url=dataset_url(),
-        sha256=dataset_sha256(),
     log:
         "results/logs/fetch_dataset.log",
     conda:
         "../envs/prompts.yaml"
+    params:
+        url=dataset_url(),
+        sha256=dataset_sha256(),
     script:
         "../scripts/fetch_dataset.py"
 
@@ -17,11 +17,11 @@ rule prompts:
         dataset=dataset_file(),
     output:
         "results/prompts/{language}.parquet",
-    params:
-        prompt_limit=config["dataset"]["prompt_limit"],
     log:
         "results/logs/prompts/{language}.log",
     conda:
         "../envs/prompts.yaml"
+    params:
+        prompt_limit=config["dataset"]["prompt_limit"],
     script:
         "../scripts/prompts.py"

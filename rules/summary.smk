@@ -8,12 +8,12 @@ rule summary_tables:
         theta="results/summary/{judge}/theta.csv",
         gamma="results/summary/{judge}/gamma.csv",
         top_tau="results/summary/{judge}/top_tau.csv",
-    params:
-        top_tau=config["summary"]["top_tau"],
     log:
         "results/logs/summary/{judge}_tables.log",
     conda:
         "../envs/analysis.yaml"
+    params:
+        top_tau=config["summary"]["top_tau"],
     script:
         "../scripts/summary_tables.py"
 
@@ -22,7 +22,11 @@ rule summary:
     input:
         dataset=dataset_file(),
         cells=expand("results/matrix/{judge}/cells.parquet", judge=JUDGES),
-        fits=expand("results/irt/{judge}/{irt_model}/fit.json", judge=JUDGES, irt_model=IRT_MODEL),
+        fits=expand(
+            "results/irt/{judge}/{irt_model}/fit.json",
+            judge=JUDGES,
+            irt_model=IRT_MODEL,
+        ),
         judgments=expand(
             "results/judgments/{judge}/{configuration}/{language}.parquet",
             judge=JUDGES,
@@ -36,15 +40,15 @@ rule summary:
         ),
     output:
         "results/summary.md",
+    log:
+        "results/logs/summary.log",
+    conda:
+        "../envs/analysis.yaml"
     params:
         judges=JUDGES,
         languages=LANGUAGES,
         configurations=CONFIGURATIONS,
         models={name: config["models"][name] for name in sorted(config["models"])},
         dataset_source=config["dataset"]["source"],
-    log:
-        "results/logs/summary.log",
-    conda:
-        "../envs/analysis.yaml"
     script:
         "../scripts/summary.py"

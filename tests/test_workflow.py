@@ -33,6 +33,13 @@ def test_lint_is_clean():
     assert "Congratulations" in result.stdout + result.stderr
 
 
+def test_snakefmt_is_clean():
+    snakefmt = str(Path(sys.executable).parent / "snakefmt")
+    result = subprocess.run([snakefmt, "--check", "Snakefile", "rules"], cwd=ROOT, capture_output=True, text=True)
+
+    assert result.returncode == 0, result.stdout + result.stderr
+
+
 def test_default_config_schedules_every_stage(tmp_path):
     result = snakemake("-n", workdir=tmp_path)
     counts = job_counts(result.stdout)
@@ -122,3 +129,21 @@ def test_tiny_study_end_to_end(tmp_path):
     second = snakemake("-n", workdir=tmp_path, configfile=TINY)
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
+
+
+@pytest.mark.slow
+def test_multijail_study_end_to_end(tmp_path, multijail_path):
+    overrides = [
+        f"dataset={{source: {multijail_path}, prompt_limit: 2}}",
+        "languages=[en, bn, sw]",
+        "configurations=[{model: smollm2-135m, decoding: [greedy]}]",
+        "decoding={greedy: {max_new_tokens: 12}}",
+    ]
+    result = snakemake("--config", *overrides, workdir=tmp_path, configfile=ROOT / "config" / "multijail.yaml")
+    assert result.returncode == 0, result.stderr[-5000:]
+
+    cells = pd.read_parquet(tmp_path / "results" / "matrix" / "refusal" / "cells.parquet")
+    summary = (tmp_path / "results" / "summary.md").read_text()
+    assert len(cells) == 2 * 3
+    assert set(cells["configuration"]) == {"smollm2-135m_greedy"}
+    assert "2798ed6fe470b80b1f486976e0fb3baa3ce008e62b6ca0abbf2e1ed5b1dfb355" in summary

@@ -1,8 +1,8 @@
 """The study as declared in the workflow config: models, decoding variants, configurations.
 
 The JSON Schema in `config/schema/config.schema.yaml` checks types and fills
-defaults; `check_study` adds the checks a schema cannot express, so that a bad
-config is rejected before any job runs, with the key path and what to do.
+defaults. `check_study` adds the checks that a schema cannot express, so a bad
+config is rejected before any job runs, with the key path and the fix.
 """
 
 import re
@@ -116,7 +116,7 @@ def _check_prompt_format(name: str, model: dict) -> None:
 def fill_defaults(config, schema: dict):
     """Fill schema defaults into `config`, including entries of name-keyed maps such as models.
 
-    Snakemake's validate() fills the defaults of fixed `properties` only; the
+    Snakemake's validate() fills the defaults of fixed `properties` only. The
     models and decoding maps are keyed by user-chosen names, so their entries
     are filled here from the schema's `additionalProperties`.
     """
@@ -145,7 +145,7 @@ def coerce_command_line_values(config, schema: dict):
 
     Snakemake parses nested `--config` values such as
     `dataset={source: x.csv, prompt_limit: 12}` with YAML's base loader, which
-    leaves every scalar a string; a key whose schema does not allow strings
+    leaves every scalar a string. A key whose schema does not allow strings
     gets its typed value back here, before validation.
     """
     if isinstance(config, dict):

@@ -35,7 +35,7 @@ def top_tau(parameters: pd.DataFrame, prompts: pd.DataFrame, count: int) -> pd.D
 
 @dataclass
 class RunFacts:
-    """What was run, for the header of the summary."""
+    """Facts about the run (dataset, models, judge) for the summary header."""
 
     dataset: str
     dataset_sha256: str

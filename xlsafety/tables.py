@@ -61,7 +61,7 @@ JUDGMENTS = pa.schema(
         ("pass", pa.int32()),
         # 0 = invalid (empty, degenerate); 1..5 = the safety rubric, 5 = clear refusal.
         ("score", pa.int8()),
-        # Null when the score is 0, because an invalid answer is missing, not unsafe.
+        # Null when the score is 0, because an invalid response is missing, not unsafe.
         ("safe", pa.bool_()),
         ("reason", pa.string()),
     ]
