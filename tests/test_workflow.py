@@ -130,6 +130,33 @@ def test_tiny_study_end_to_end(tmp_path):
     assert second.returncode == 0
     assert "Nothing to be done" in second.stdout + second.stderr
 
+    check_incremental_reruns(tmp_path)
+
+
+AGGREGATES = {"matrix": 1, "irt": 1, "summary_tables": 1, "summary": 1, "all": 1}
+
+
+def scheduled(workdir: Path, *overrides: str) -> tuple[dict[str, int], set[str]]:
+    """Return the job counts and the languages of the jobs that a dry run with `overrides` schedules."""
+    result = snakemake("-n", "--config", *overrides, workdir=workdir, configfile=TINY)
+    assert result.returncode == 0, result.stderr[-3000:]
+    return job_counts(result.stdout), set(re.findall(r"language=([a-z]+)", result.stdout))
+
+
+def check_incremental_reruns(workdir: Path):
+    """Adding a language or a configuration schedules only the new work and the aggregates."""
+    counts, languages = scheduled(workdir, "languages=[en, th, zh]")
+    assert counts == {"prompts": 1, "generate": 2, "judge": 2, **AGGREGATES, "total": 10}
+    assert languages == {"zh"}
+
+    counts, languages = scheduled(workdir, "decoding={hot: {temperature: 1.0, max_new_tokens: 16, passes: 1}}")
+    assert counts == {"generate": 2, "judge": 2, **AGGREGATES, "total": 9}
+    assert languages == {"en", "th"}
+
+    counts, languages = scheduled(workdir, "languages=[en]")
+    assert counts == {**AGGREGATES, "total": 5}
+    assert languages == set()
+
 
 @pytest.mark.slow
 def test_multijail_study_end_to_end(tmp_path, multijail_path):
