@@ -105,6 +105,8 @@ def test_tiny_study_end_to_end(tmp_path):
             assert judgments["score"].isin([0, 2, 5]).all()
             assert generations["model_identity"].str.contains("sha256").all()
 
+    assert not list(results.rglob("*.parts")), "checkpoints must be removed once outputs are complete"
+
     cells = pd.read_parquet(results / "matrix" / "refusal" / "cells.parquet")
     wide = pd.read_parquet(results / "matrix" / "refusal" / "wide.parquet")
     assert len(cells) == 2 * 3 * 2

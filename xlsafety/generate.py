@@ -224,11 +224,13 @@ def load_prepared_model(model_dir: str, threads: int):
 
 def generate_language(prompts: pd.DataFrame, model, tokenizer, *, configuration: str, model_name: str,
                       decoding: Decoding, prompt_format: PromptFormat, study_seed: int,
-                      batch_size: int, model_identity: str) -> pd.DataFrame:
+                      batch_size: int, model_identity: str, checkpoint=None) -> pd.DataFrame:
     """Generate every (prompt, pass) of one configuration in one language.
 
-    Requests are sorted by prompt length so that batches need little padding;
-    rows are returned in (id, pass) order.
+    Requests are sorted by prompt length so that batches need little padding,
+    and rows are returned in (id, pass) order. With a `Checkpoint`, each
+    finished batch is saved at once, and rows saved by an earlier, killed
+    attempt are reused instead of generated again.
     """
     language = prompts["language"].iloc[0] if len(prompts) else ""
     requests = []
@@ -240,20 +242,27 @@ def generate_language(prompts: pd.DataFrame, model, tokenizer, *, configuration:
             requests.append((length, int(prompt_id), pass_index, seed, sent))
     requests.sort()
 
+    rows = _resumed_rows(checkpoint, requests)
+    done = {(row["id"], row["pass"]) for row in rows}
+    pending = [request for request in requests if (request[1], request[2]) not in done]
+
     stop_ids = stop_token_ids(model, tokenizer)
-    rows = []
     started = time.perf_counter()
-    for start in range(0, len(requests), batch_size):
-        batch = requests[start : start + batch_size]
+    new_tokens = 0
+    for start in range(0, len(pending), batch_size):
+        batch = pending[start : start + batch_size]
         completions = generate_batch(
             model, tokenizer, [request[4] for request in batch], [request[3] for request in batch],
             decoding, stop_ids, prompt_format,
         )
-        rows.extend(_row(request, completion) for request, completion in zip(batch, completions))
+        finished = [_row(request, completion) for request, completion in zip(batch, completions)]
+        if checkpoint is not None:
+            checkpoint.append(finished)
+        rows.extend(finished)
+        new_tokens += sum(row["completion_tokens"] for row in finished)
         log.info("%s %s: %d/%d requests done", configuration, language, len(rows), len(requests))
 
     elapsed = time.perf_counter() - started
-    new_tokens = sum(row["completion_tokens"] for row in rows)
     log.info("%s %s: %d new tokens in %.1f s (%.1f tokens/s)", configuration, language,
              new_tokens, elapsed, new_tokens / max(elapsed, 1e-9))
 
@@ -270,6 +279,23 @@ def generate_language(prompts: pd.DataFrame, model, tokenizer, *, configuration:
     frame["backend"] = "transformers"
     frame["model_identity"] = model_identity
     return frame
+
+
+def _resumed_rows(checkpoint, requests) -> list[dict]:
+    """Return the checkpointed rows that match a current request exactly (same seed and prompt)."""
+    if checkpoint is None:
+        return []
+    saved = checkpoint.load()
+    if saved.empty:
+        return []
+
+    expected = {(prompt_id, pass_index): (seed, sent) for _, prompt_id, pass_index, seed, sent in requests}
+    rows = [
+        row for row in saved.to_dict("records")
+        if expected.get((row["id"], row["pass"])) == (row["seed"], row["prompt_sent"])
+    ]
+    unique = {(row["id"], row["pass"]): row for row in rows}
+    return list(unique.values())
 
 
 def _row(request, completion: Completion) -> dict:
