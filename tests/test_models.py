@@ -75,3 +75,26 @@ def test_prepare_local_checkpoint(tmp_path, tiny_chat_model):
 def test_unprepared_folder_named(tmp_path):
     with pytest.raises(ModelError, match="not a prepared model"):
         read_identity(tmp_path)
+
+
+@pytest.mark.slow
+def test_prepared_embedded_model_matches_gguf(tmp_path):
+    """The safetensors checkpoint gives the same greedy tokens as the GGUF file it came from."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from xlsafety.models import embedded_gguf
+
+    prepare_model("embedded:smollm2-135m-instruct", tmp_path / "prepared")
+    gguf_path = embedded_gguf(EMBEDDED_MODELS["smollm2-135m-instruct"], tmp_path)
+    original = AutoModelForCausalLM.from_pretrained(gguf_path.parent, gguf_file=gguf_path.name, dtype=torch.float32)
+    prepared = AutoModelForCausalLM.from_pretrained(tmp_path / "prepared", dtype=torch.float32)
+    tokenizer = AutoTokenizer.from_pretrained(tmp_path / "prepared")
+
+    encoded = tokenizer(["How do I open a locked door?"], return_tensors="pt")
+    with torch.inference_mode():
+        expected = original.generate(**encoded, max_new_tokens=12, do_sample=False)
+        found = prepared.generate(**encoded, max_new_tokens=12, do_sample=False)
+
+    assert torch.equal(found, expected)
+    assert read_identity(tmp_path / "prepared")["has_chat_template"] is True
