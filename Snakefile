@@ -14,12 +14,14 @@ configfile: "config/config.yaml"
 
 include: "rules/common.smk"
 include: "rules/prompts.smk"
+include: "rules/translate.smk"
 include: "rules/models.smk"
 include: "rules/generate.smk"
 include: "rules/judge.smk"
 include: "rules/matrix.smk"
 include: "rules/irt.smk"
 include: "rules/summary.smk"
+include: "rules/analyses.smk"
 
 
 rule all:

@@ -76,7 +76,11 @@ def configuration_spec(wildcards):
 
 
 def model_checkpoint(wildcards):
-    return f"results/models/{CONFIGURATIONS[wildcards.configuration]['model']}"
+    """The prepared model folder of a local model; none for an API model."""
+    model = CONFIGURATIONS[wildcards.configuration]["model"]
+    if config["models"][model]["backend"] != "transformers":
+        return []
+    return f"results/models/{model}"
 
 
 def passes(wildcards):
@@ -102,4 +106,5 @@ def final_outputs():
             judge=JUDGES,
             irt_model=IRT_MODEL,
         ),
+        *expand("results/analyses/{judge}/summary_fragment.md", judge=JUDGES),
     ]

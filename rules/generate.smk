@@ -1,3 +1,7 @@
+from xlsafety.backends import api_runtime_minutes, configuration_pattern, endpoint_of
+
+
+# Local models: the prepared checkpoint is an input, and the job loads it once.
 rule generate:
     input:
         prompts="results/prompts/{language}.parquet",
@@ -6,6 +10,8 @@ rule generate:
         "results/generations/{configuration}/{language}.parquet",
     log:
         "results/logs/generate/{configuration}/{language}.log",
+    wildcard_constraints:
+        configuration=configuration_pattern(config, "transformers"),
     conda:
         "../envs/generate.yaml"
     threads: config["generation"]["threads"]
@@ -15,5 +21,34 @@ rule generate:
         spec=configuration_spec,
         seed=config["seed"],
         batch_size=config["generation"]["batch_size"],
+    script:
+        "../scripts/generate.py"
+
+
+# API models: no local model and no GPU; the job mostly waits on the endpoint,
+# so it needs one thread, little memory and a runtime that covers its time budget.
+rule generate_api:
+    input:
+        prompts="results/prompts/{language}.parquet",
+    output:
+        "results/generations/{configuration}/{language}.parquet",
+    log:
+        "results/logs/generate/{configuration}/{language}.log",
+    wildcard_constraints:
+        configuration=configuration_pattern(config, "openai"),
+    conda:
+        "../envs/generate.yaml"
+    threads: 1
+    resources:
+        mem_mb=1000,
+        runtime=lambda wildcards: api_runtime_minutes(
+            config, CONFIGURATIONS[wildcards.configuration]["model"]
+        ),
+    params:
+        spec=configuration_spec,
+        seed=config["seed"],
+        endpoint=lambda wildcards: endpoint_of(
+            config, CONFIGURATIONS[wildcards.configuration]["model"]
+        ),
     script:
         "../scripts/generate.py"

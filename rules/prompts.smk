@@ -1,3 +1,6 @@
+from xlsafety.translate.settings import prompt_inputs
+
+
 rule fetch_dataset:
     output:
         "results/dataset/dataset.csv",
@@ -14,7 +17,9 @@ rule fetch_dataset:
 
 rule prompts:
     input:
-        dataset=dataset_file(),
+        unpack(
+            lambda wildcards: prompt_inputs(config, wildcards.language, dataset_file())
+        ),
     output:
         "results/prompts/{language}.parquet",
     log:

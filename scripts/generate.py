@@ -1,8 +1,8 @@
-import json
+import logging
 
+from xlsafety.backends import GenerationJob, create_backend
 from xlsafety.checkpoint import Checkpoint, checkpoint_folder, fingerprint_of
-from xlsafety.generate import Decoding, PromptFormat, generate_language, load_prepared_model
-from xlsafety.models import read_identity
+from xlsafety.generate import Decoding, PromptFormat
 from xlsafety.scripting import run_step
 from xlsafety.tables import GENERATIONS, PROMPTS, read_table, write_table
 
@@ -10,23 +10,33 @@ from xlsafety.tables import GENERATIONS, PROMPTS, read_table, write_table
 def main(snakemake):
     spec = snakemake.params.spec
     prompts = read_table(snakemake.input.prompts, PROMPTS)
-    identity = read_identity(snakemake.input.model)
-    model, tokenizer = load_prepared_model(snakemake.input.model, snakemake.threads)
-    model_identity = json.dumps(identity, sort_keys=True)
+
+    # The API rule passes the endpoint that determines the rows; the local model rule passes none.
+    endpoint = getattr(snakemake.params, "endpoint", None)
+    if endpoint is None:
+        backend = create_backend(
+            "transformers", spec["model"], {}, model_dir=snakemake.input.model,
+            threads=snakemake.threads, batch_size=snakemake.params.batch_size,
+        )
+    else:
+        # httpx logs every request at INFO level, which would bury the progress lines.
+        logging.getLogger("httpx").setLevel(logging.WARNING)
+        # Retry and concurrency settings come from the config rather than params, so that
+        # tuning them does not make Snakemake redo finished (and paid for) generations.
+        settings = {**snakemake.config["models"][spec["model"]], **endpoint}
+        backend = create_backend(endpoint["backend"], spec["model"], settings)
 
     # Everything that determines the rows; a checkpoint written under other settings is discarded.
+    # The model identity names the endpoint and model but never contains an API key.
     settings = {
         "spec": spec,
         "seed": snakemake.params.seed,
-        "model_identity": model_identity,
+        "model_identity": backend.model_identity,
         "prompts": prompts[["id", "text"]].to_dict("list"),
     }
     checkpoint = Checkpoint(checkpoint_folder(snakemake.output[0]), fingerprint_of(settings))
 
-    generations = generate_language(
-        prompts,
-        model,
-        tokenizer,
+    job = GenerationJob(
         configuration=snakemake.wildcards.configuration,
         model_name=spec["model"],
         decoding=Decoding(
@@ -39,10 +49,9 @@ def main(snakemake):
         ),
         prompt_format=PromptFormat(spec["prompt_format"], spec["raw_template"], tuple(spec["stop_strings"])),
         study_seed=snakemake.params.seed,
-        batch_size=snakemake.params.batch_size,
-        model_identity=model_identity,
         checkpoint=checkpoint,
     )
+    generations = backend.generate(prompts, job)
     write_table(generations, snakemake.output[0], GENERATIONS)
     checkpoint.remove()
 

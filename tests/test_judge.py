@@ -8,7 +8,7 @@ from xlsafety.judges import judge_generations, make_judge, safe_flag
 from xlsafety.judges.refusal import RefusalJudge, is_degenerate, load_phrases
 
 CASES = yaml.safe_load((Path(__file__).parent / "data" / "refusal_cases.yaml").read_text(encoding="utf-8"))
-LANGUAGES = ["en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv"]
+LANGUAGES = ["en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv", "fr", "de", "es"]
 
 
 @pytest.fixture(scope="module")
@@ -81,8 +81,8 @@ def test_varied_text_not_degenerate():
 
 
 def test_language_without_phrases_is_error():
-    with pytest.raises(ValueError, match=r"no phrase list for languages \['fr'\]"):
-        RefusalJudge(["en", "fr"])
+    with pytest.raises(ValueError, match=r"no phrase list for languages \['fa'\]"):
+        RefusalJudge(["en", "fa"])
 
 
 def test_phrase_lists_cover_multijail_languages():

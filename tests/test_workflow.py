@@ -135,7 +135,11 @@ def test_tiny_study_end_to_end(tmp_path):
     check_incremental_reruns(tmp_path)
 
 
-AGGREGATES = {"matrix": 1, "irt": 1, "summary_tables": 1, "summary": 1, "all": 1}
+AGGREGATES = {
+    "matrix": 1, "irt": 1, "summary_tables": 1, "summary": 1, "all": 1,
+    "analysis_jsr": 1, "analysis_uncertainty": 1, "analysis_english_worse": 1, "analysis_gap": 1,
+    "analysis_dimensionality": 1, "analysis_validation": 1, "analysis_summary_fragment": 1,
+}
 
 
 def scheduled(workdir: Path, *overrides: str) -> tuple[dict[str, int], set[str]]:
@@ -148,15 +152,15 @@ def scheduled(workdir: Path, *overrides: str) -> tuple[dict[str, int], set[str]]
 def check_incremental_reruns(workdir: Path):
     """Adding a language or a configuration schedules only the new work and the aggregates."""
     counts, languages = scheduled(workdir, "languages=[en, th, zh]")
-    assert counts == {"prompts": 1, "generate": 2, "judge": 2, **AGGREGATES, "total": 10}
+    assert counts == {"prompts": 1, "generate": 2, "judge": 2, **AGGREGATES, "total": 17}
     assert languages == {"zh"}
 
     counts, languages = scheduled(workdir, "decoding={hot: {temperature: 1.0, max_new_tokens: 16, passes: 1}}")
-    assert counts == {"generate": 2, "judge": 2, **AGGREGATES, "total": 9}
+    assert counts == {"generate": 2, "judge": 2, **AGGREGATES, "total": 16}
     assert languages == {"en", "th"}
 
     counts, languages = scheduled(workdir, "languages=[en]")
-    assert counts == {**AGGREGATES, "total": 5}
+    assert counts == {**AGGREGATES, "total": 12}
     assert languages == set()
 
 

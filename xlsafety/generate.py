@@ -1,5 +1,10 @@
 """Generation with the transformers backend: batched, seeded, one row per (prompt, pass).
 
+This module also holds what every backend shares: `Decoding`, `PromptFormat`,
+`row_seed`, resuming from a checkpoint (`resumed_rows`) and the final table
+layout (`generations_frame`). The backends themselves are registered by name
+in `xlsafety.backends`.
+
 Sampling is done per row by `RowSampler`, with one random generator per row
 seeded from (study seed, configuration, language, prompt id, pass). A row's
 text therefore depends on its own seed and not on which rows share its batch
@@ -266,30 +271,47 @@ def generate_language(prompts: pd.DataFrame, model, tokenizer, *, configuration:
     log.info("%s %s: %d new tokens in %.1f s (%.1f tokens/s)", configuration, language,
              new_tokens, elapsed, new_tokens / max(elapsed, 1e-9))
 
+    return generations_frame(
+        rows, configuration=configuration, model_name=model_name, decoding=decoding, language=language,
+        prompt_format=prompt_format.kind, backend="transformers", model_identity=model_identity,
+    )
+
+
+def generations_frame(rows: list[dict], *, configuration: str, model_name: str, decoding: Decoding,
+                      language: str, prompt_format: str, backend: str, model_identity: str) -> pd.DataFrame:
+    """Return finished rows in (id, pass) order with the columns that every row of a job shares."""
     frame = pd.DataFrame(rows).sort_values(["id", "pass"]).reset_index(drop=True)
     frame["configuration"] = configuration
     frame["model"] = model_name
     frame["decoding"] = decoding.name
     frame["language"] = language
-    frame["prompt_format"] = prompt_format.kind
+    frame["prompt_format"] = prompt_format
     frame["temperature"] = decoding.temperature
     frame["top_p"] = decoding.top_p
     frame["max_new_tokens"] = decoding.max_new_tokens
     frame["system_prompt"] = decoding.system_prompt
-    frame["backend"] = "transformers"
+    frame["backend"] = backend
     frame["model_identity"] = model_identity
     return frame
 
 
 def _resumed_rows(checkpoint, requests) -> list[dict]:
-    """Return the checkpointed rows that match a current request exactly (same seed and prompt)."""
+    expected = {(prompt_id, pass_index): (seed, sent) for _, prompt_id, pass_index, seed, sent in requests}
+    return resumed_rows(checkpoint, expected)
+
+
+def resumed_rows(checkpoint, expected: dict[tuple[int, int], tuple[int, str]]) -> list[dict]:
+    """Return the checkpointed rows that match a current request exactly.
+
+    `expected` maps (prompt id, pass) to the (seed, prompt sent) of the request
+    now due. A saved row with another seed or prompt text is stale and dropped.
+    """
     if checkpoint is None:
         return []
     saved = checkpoint.load()
     if saved.empty:
         return []
 
-    expected = {(prompt_id, pass_index): (seed, sent) for _, prompt_id, pass_index, seed, sent in requests}
     rows = [
         row for row in saved.to_dict("records")
         if expected.get((row["id"], row["pass"])) == (row["seed"], row["prompt_sent"])

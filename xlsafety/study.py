@@ -5,11 +5,12 @@ defaults. `check_study` adds the checks that a schema cannot express, so a bad
 config is rejected before any job runs, with the key path and the fix.
 """
 
+import os
 import re
 
 from xlsafety.errors import ConfigError, ModelError
-from xlsafety.languages import LANGUAGES
 from xlsafety.models import embedded_model
+from xlsafety.translate.settings import check_languages
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 SEPARATOR = "_"
@@ -84,17 +85,16 @@ def check_study(config: dict) -> None:
             f"config key reference_language: {config['reference_language']!r} is not in "
             f"languages {languages}; the IRT model needs its reference language"
         )
-    unknown = [language for language in languages if language not in LANGUAGES]
-    if unknown:
-        raise ConfigError(
-            f"config key languages: no metadata for {unknown} (known: {sorted(LANGUAGES)}); "
-            "only the dataset's own languages can be used until a translation stage exists"
-        )
+    check_languages(config)
 
     configurations(config)
 
 
 def _check_prompt_format(name: str, model: dict) -> None:
+    if model.get("backend") == "openai":
+        _check_api_model(name, model)
+        return
+
     try:
         embedded = embedded_model(model["source"])
     except ModelError as error:
@@ -111,6 +111,20 @@ def _check_prompt_format(name: str, model: dict) -> None:
             f"config key models.{name}.raw_template: {model['raw_template']!r} has no "
             "'{prompt}' placeholder for the prompt text"
         )
+
+
+def _check_api_model(name: str, model: dict) -> None:
+    """Check an API model: it is sent chat messages, and its API key variable must be set."""
+    from xlsafety.backends import missing_key_message
+
+    if model.get("prompt_format", "chat") != "chat":
+        raise ConfigError(
+            f"config key models.{name}.prompt_format: an openai model is sent chat messages, "
+            f"so set prompt_format: chat instead of {model['prompt_format']!r}"
+        )
+    variable = model.get("api_key_env")
+    if variable and not os.environ.get(variable):
+        raise ConfigError(missing_key_message(name, variable))
 
 
 def fill_defaults(config, schema: dict):

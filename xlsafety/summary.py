@@ -47,6 +47,13 @@ class RunFacts:
     judge_version: str
 
 
+def _model_source(model: dict) -> str:
+    """Return where a model comes from: its source, or an API model's name and endpoint."""
+    if model.get("backend") == "openai":
+        return f"{model['model']} at {model['base_url']}"
+    return model["source"]
+
+
 def _markdown(frame: pd.DataFrame, digits: int = 3) -> str:
     """Render a small table as GitHub markdown without optional dependencies."""
     def cell(value):
@@ -66,7 +73,7 @@ def render_summary(facts: RunFacts, cells: pd.DataFrame, judgments_total: dict, 
     language_names = ", ".join(f"{code} ({LANGUAGES[code].name})" if code in LANGUAGES else code
                                for code in facts.languages)
     configuration_lines = [
-        f"- `{name}`: model `{spec['model']}` ({facts.models[spec['model']]['source']}, "
+        f"- `{name}`: model `{spec['model']}` ({_model_source(facts.models[spec['model']])}, "
         f"{facts.models[spec['model']]['prompt_format']} prompts), decoding `{spec['decoding']}` "
         f"(temperature {spec['temperature']}, top_p {spec['top_p']}, max_new_tokens "
         f"{spec['max_new_tokens']}, passes {spec['passes']})"

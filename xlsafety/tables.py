@@ -24,6 +24,8 @@ PROMPTS = pa.schema(
         ("text", pa.string()),
         ("tags", pa.list_(pa.string())),
         ("source", pa.string()),
+        # How the text was made: "dataset", or "<backend>:<model>" for a translation.
+        ("origin", pa.string()),
     ]
 )
 
@@ -39,9 +41,10 @@ GENERATIONS = pa.schema(
         ("prompt_format", pa.string()),
         ("prompt_sent", pa.string()),
         ("text", pa.string()),
-        ("finish_reason", pa.string()),
-        ("prompt_tokens", pa.int32()),
-        ("completion_tokens", pa.int32()),
+        # Null where an API endpoint returns no finish reason or no `usage` token counts.
+        pa.field("finish_reason", pa.string(), nullable=True),
+        pa.field("prompt_tokens", pa.int32(), nullable=True),
+        pa.field("completion_tokens", pa.int32(), nullable=True),
         ("temperature", pa.float64()),
         ("top_p", pa.float64()),
         ("max_new_tokens", pa.int32()),
@@ -86,7 +89,13 @@ PARAMETERS = pa.schema(
         ("id", pa.int64()),
         ("language", pa.string()),
         ("estimate", pa.float64()),
-        # True where the value is pinned by identification (anchor prompts' tau).
+        # Laplace standard error and 95% interval; se is 0 and the interval a
+        # point where the value is fixed. alpha is estimated on the log scale,
+        # so its interval is not symmetric and its se is the delta-method one.
+        ("se", pa.float64()),
+        ("lower", pa.float64()),
+        ("upper", pa.float64()),
+        # True where the value is pinned by identification (anchor prompts' tau, alpha in 1PL models).
         ("fixed", pa.bool_()),
     ]
 )

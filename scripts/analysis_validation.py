@@ -1,0 +1,38 @@
+from xlsafety.analyses import figures
+from xlsafety.analyses.validation import (
+    cross_validate,
+    irt_predictor,
+    predict_additive,
+    predict_configuration,
+    predict_intercept,
+    score_predictions,
+)
+from xlsafety.irt import FitOptions, fit
+from xlsafety.scripting import run_step
+from xlsafety.tables import CELLS, read_table, write_csv
+
+
+def main(snakemake):
+    cells = read_table(snakemake.input.cells, CELLS)
+    options = FitOptions(
+        model=snakemake.params.irt_model,
+        reference_language=snakemake.params.reference_language,
+        anchors=list(snakemake.params.anchors),
+        tau_scale=snakemake.params.tau_scale,
+        max_iterations=snakemake.params.max_iterations,
+    )
+    predictors = {
+        "intercept": predict_intercept,
+        "configuration": predict_configuration,
+        "additive": predict_additive,
+        snakemake.params.irt_model: irt_predictor(fit, options),
+    }
+
+    predictions = cross_validate(cells, predictors, snakemake.params.folds, snakemake.params.seed)
+    scores = score_predictions(predictions, list(predictors))
+    write_csv(predictions, snakemake.output.predictions)
+    write_csv(scores, snakemake.output.scores)
+    figures.validation_bars(scores, snakemake.output.figure)
+
+
+run_step(snakemake, main)

@@ -1,0 +1,125 @@
+"""Each IRT model fits, and the closed-form derivatives match automatic differentiation."""
+
+import numpy as np
+import pytest
+import torch
+
+from xlsafety.irt import MODELS, FitOptions, fit
+from xlsafety.irt import hessian as hessian_module
+from xlsafety.irt.design import build_design, validate_cells
+from xlsafety.irt.hessian import StructuredHessian
+from xlsafety.irt.models import model_spec
+from xlsafety.irt.objective import Objective
+from xlsafety.irt.optimize import minimise
+from xlsafety.irt.simulate import simulate_cells
+
+
+def small_objective(model: str, missing_share: float = 0.1, drop_pair: bool = False) -> Objective:
+    spec = model_spec(model)
+    simulation = simulate_cells(0, configurations=5, prompts=6, languages=3, passes=4, anchors=2,
+                                graded=spec.graded, missing_share=missing_share)
+    cells = simulation.cells
+    if drop_pair:
+        # Prompt 3 in l01 has no cell, so its tau depends on the prior alone.
+        cells = cells[(cells["id"] != 3) | (cells["language"] != "l01")]
+    cells = validate_cells(cells, spec.graded)
+    return Objective(build_design(cells, spec, "en", simulation.anchors, tau_scale=0.5))
+
+
+def autograd_loss(objective: Objective, free: torch.Tensor) -> torch.Tensor:
+    """The negative log posterior through torch operations only, for automatic differentiation."""
+    design = objective.design
+    full = torch.zeros(design.size, dtype=torch.float64).index_put((design.free_positions,), free)
+    eta, _, _, _ = objective.predictors(full[design.local_index], with_jacobian=False)
+    nll = design.response.derivatives(eta, order=1)[0].sum()
+    z = (free - design.prior_location) / design.prior_scale
+    prior = torch.where(design.cauchy, torch.log1p(z**2), 0.5 * z**2).sum()
+    return nll + prior + (design.scale_weight * free).sum()
+
+
+def perturbed_start(objective: Objective) -> torch.Tensor:
+    noise = torch.randn(objective.design.free_count, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    return objective.design.initial + 0.3 * noise
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_gradient_matches_autograd(model):
+    objective = small_objective(model)
+    free = perturbed_start(objective)
+
+    value, gradient = objective.value_and_gradient(free)
+    expected = torch.func.grad(lambda x: autograd_loss(objective, x))(free)
+
+    assert value == pytest.approx(autograd_loss(objective, free).item(), rel=1e-12)
+    assert torch.allclose(gradient, expected, rtol=1e-9, atol=1e-10)
+
+
+@pytest.mark.parametrize(("model", "drop_pair"), [(model, False) for model in MODELS] + [("multigroup-2pl", True)])
+def test_hessian_factor_matches_autograd(model, drop_pair, monkeypatch):
+    # Small chunks, so that the chunked assembly and updates run several times.
+    monkeypatch.setattr(hessian_module, "CELL_CHUNK", 7)
+    monkeypatch.setattr(hessian_module, "PAIR_CHUNK", 4)
+    objective = small_objective(model, drop_pair=drop_pair)
+    free, _, _ = minimise(objective, objective.design.initial, 500, 1e-9)
+    expected = torch.func.hessian(lambda x: autograd_loss(objective, x))(free)
+    hessian = StructuredHessian(objective, free, exact=True)
+    probes = torch.randn(5, free.numel(), generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+
+    for probe in probes:
+        whitened = hessian.whiten(probe)
+        # H = M M', so |M' x|^2 = x' H x, and M^-1 g . M' x = g . x.
+        assert (whitened @ whitened).item() == pytest.approx((probe @ expected @ probe).item(), rel=1e-9)
+        assert torch.allclose(hessian.unwhiten(whitened), probe, atol=1e-9)
+        assert (hessian.whiten_gradient(probe) @ whitened).item() == pytest.approx((probe @ probe).item(), rel=1e-9)
+    assert not hessian.regularised
+    assert torch.allclose(hessian.inverse_diagonal(), torch.linalg.inv(expected).diagonal(), rtol=1e-8)
+
+
+@pytest.mark.parametrize("model", list(MODELS))
+def test_every_model_fits(model):
+    spec = model_spec(model)
+    simulation = simulate_cells(3, configurations=12, prompts=20, languages=3, anchors=4, graded=spec.graded)
+    result = fit(simulation.cells, FitOptions(model=model, anchors=simulation.anchors))
+    table = result.parameters
+    theta = table[table["parameter"] == "theta"]["estimate"].to_numpy()
+
+    assert result.summary["converged"]
+    assert result.summary["model"] == model
+    assert np.isfinite(table[["estimate", "se", "lower", "upper"]].to_numpy()).all()
+    assert (table["lower"] <= table["estimate"]).all()
+    assert (table["estimate"] <= table["upper"]).all()
+    assert np.corrcoef(theta, simulation.truth["theta"])[0, 1] > 0.9
+
+
+def test_unidimensional_items_are_prompt_language_pairs():
+    simulation = simulate_cells(4, configurations=6, prompts=5, languages=3)
+    table = fit(simulation.cells, FitOptions(model="2pl")).parameters
+    beta = table[table["parameter"] == "beta"]
+
+    assert set(table["parameter"]) == {"theta", "beta", "alpha"}
+    assert len(beta) == 5 * 3
+    assert beta["language"].notna().all()
+
+
+def test_one_pl_alpha_is_fixed_at_one():
+    simulation = simulate_cells(5, configurations=6, prompts=5, languages=3)
+    table = fit(simulation.cells, FitOptions(model="1pl")).parameters
+    alpha = table[table["parameter"] == "alpha"]
+
+    assert (alpha["estimate"] == 1.0).all()
+    assert alpha["fixed"].all()
+    assert (alpha["se"] == 0).all()
+
+
+def test_graded_model_shares_the_binary_scale():
+    simulation = simulate_cells(6, configurations=20, prompts=30, languages=3, anchors=6, graded=True)
+    options = {"anchors": simulation.anchors}
+    graded = fit(simulation.cells, FitOptions(model="grm", **options)).parameters
+    binary = fit(simulation.cells, FitOptions(model="multigroup-2pl", **options)).parameters
+
+    for name in ("theta", "beta"):
+        first = graded[graded["parameter"] == name]["estimate"].to_numpy()
+        second = binary[binary["parameter"] == name]["estimate"].to_numpy()
+        assert np.corrcoef(first, second)[0, 1] > 0.97
+    steps = graded[graded["parameter"].str.startswith("step_")]
+    assert (steps["estimate"] > 0).all()

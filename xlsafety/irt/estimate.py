@@ -1,0 +1,162 @@
+"""Fit options, the fit itself and its summary."""
+
+import logging
+import math
+import time
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+import torch
+
+from xlsafety.irt.design import build_design, validate_cells
+from xlsafety.irt.laplace import laplace_standard_errors
+from xlsafety.irt.models import model_spec
+from xlsafety.irt.objective import Objective
+from xlsafety.irt.optimize import minimise
+from xlsafety.irt.table import degenerate_units, parameter_table
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FitOptions:
+    """Options of one IRT fit.
+
+    model: one of MODELS (1pl, 2pl, multigroup-1pl, multigroup-2pl, grm).
+    reference_language: language with gamma = delta = tau = 0.
+    anchors: prompt ids whose tau is 0 in every language; ids without data are
+        ignored with a warning.
+    tau_scale: scale of the Cauchy prior on tau.
+    max_iterations: L-BFGS iteration limit.
+    gradient_tolerance: the fit has converged when max |gradient| of the
+        negative log posterior is at most this.
+    scale_correction: add the scale term of design.py. In models with a
+        free a, the overall scale is then the marginal posterior mode along
+        the one direction that the likelihood leaves open. False gives the
+        plain joint MAP, whose locations are shrunk towards 0.
+    standard_errors: compute Laplace standard errors and 95% intervals.
+    threads: torch CPU threads during the fit (None keeps torch's setting).
+        The per-cell operations are small, so one thread is usually fastest.
+    """
+
+    model: str = "multigroup-2pl"
+    reference_language: str = "en"
+    anchors: list[int] = field(default_factory=list)
+    tau_scale: float = 0.5
+    max_iterations: int = 1000
+    gradient_tolerance: float = 1e-3
+    scale_correction: bool = True
+    standard_errors: bool = True
+    threads: int | None = 1
+
+
+@dataclass
+class FitResult:
+    """Estimates in long form and the fit's summary (convergence, fit statistics, degenerate units)."""
+
+    parameters: pd.DataFrame
+    summary: dict
+
+
+def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
+    """Fit an IRT model by MAP to binomial cells, with Laplace standard errors and 95% intervals.
+
+    With `scale_correction` (the default) the overall scale of models with a
+    free discrimination is the marginal posterior mode rather than the joint
+    MAP (see design.py).
+
+    `cells` has one row per (configuration, prompt, language) with columns
+    configuration, id, language, n_valid and n_safe. The graded model also
+    needs n_score_1..n_score_5, the counts of valid passes per judge score.
+    Cells without a valid pass are ignored, and missing cells are allowed.
+    """
+    options = options or FitOptions()
+    spec = model_spec(options.model)
+    _check_options(options)
+    used = validate_cells(cells, spec.graded)
+
+    with _torch_threads(options.threads):
+        design = build_design(used, spec, options.reference_language, options.anchors, options.tau_scale,
+                              options.scale_correction)
+        objective = Objective(design)
+
+        started = time.perf_counter()
+        free, _, convergence = minimise(objective, design.initial, options.max_iterations,
+                                        options.gradient_tolerance)
+        map_seconds = time.perf_counter() - started
+
+        laplace = laplace_standard_errors(objective, free) if options.standard_errors else None
+        log_likelihood = -objective.negative_log_likelihood(free)
+        log_prior = -objective.prior(free, with_scale_term=False)[0]
+
+    parameters = parameter_table(design, free, laplace.standard_errors if laplace else None)
+    summary = _summary(options, design, convergence, log_likelihood, log_prior, map_seconds, laplace)
+    summary["cells_without_valid_pass"] = int(len(cells) - len(used))
+    summary["degenerate"] = degenerate_units(used)
+    log.info("IRT %s: %d cells, %d passes, %d parameters, log-likelihood %.2f; %d iterations in %.1f s, "
+             "max |gradient| %.1e, converged %s", options.model, design.cells, design.passes, design.free_count,
+             log_likelihood, convergence.iterations, map_seconds, convergence.max_abs_gradient,
+             convergence.converged)
+    return FitResult(parameters=parameters, summary=summary)
+
+
+def _summary(options, design, convergence, log_likelihood, log_prior, map_seconds, laplace) -> dict:
+    """Return the fit statistics and convergence record that go to fit.json.
+
+    The log-likelihood is that of the individual passes, and the log posterior
+    leaves out the priors' normalising constants and the scale term.
+    """
+    parameters = design.free_count
+    return {
+        "model": options.model,
+        "reference_language": options.reference_language,
+        "anchors": design.anchors,
+        "tau_scale": options.tau_scale,
+        "scale_correction": options.scale_correction,
+        "cells": design.cells,
+        "passes": design.passes,
+        "parameters": parameters,
+        "log_likelihood": log_likelihood,
+        "log_posterior": log_likelihood + log_prior,
+        "aic": 2 * parameters - 2 * log_likelihood,
+        "bic": parameters * math.log(design.passes) - 2 * log_likelihood,
+        "converged": convergence.converged,
+        "iterations": convergence.iterations,
+        "evaluations": convergence.evaluations,
+        "max_abs_gradient": convergence.max_abs_gradient,
+        "loss_change": convergence.loss_change,
+        "gradient_tolerance": options.gradient_tolerance,
+        "optimizer_message": convergence.message,
+        "map_seconds": round(map_seconds, 3),
+        "laplace": laplace.summary if laplace else None,
+    }
+
+
+def _check_options(options: FitOptions) -> None:
+    if not options.tau_scale > 0:
+        raise ValueError(f"tau_scale must be positive, got {options.tau_scale!r}")
+    if not (isinstance(options.max_iterations, int) and options.max_iterations >= 1):
+        raise ValueError(f"max_iterations must be a positive integer, got {options.max_iterations!r}")
+    if not options.gradient_tolerance > 0:
+        raise ValueError(f"gradient_tolerance must be positive, got {options.gradient_tolerance!r}")
+    if options.threads is not None and options.threads < 1:
+        raise ValueError(f"threads must be at least 1 or None, got {options.threads!r}")
+    if not isinstance(options.anchors, (list, tuple)):
+        raise ValueError(f"anchors must be a list of prompt ids, got {options.anchors!r}")
+    bad = [anchor for anchor in options.anchors if isinstance(anchor, bool) or not isinstance(anchor, (int, np.integer))]
+    if bad:
+        raise ValueError(f"anchors must be integer prompt ids, got {bad}")
+
+
+@contextmanager
+def _torch_threads(threads: int | None):
+    """Run the block with `threads` torch threads, restoring the previous setting afterwards."""
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(previous)

@@ -1,0 +1,114 @@
+"""The long parameter table and the list of degenerate units of a fit."""
+
+import numpy as np
+import pandas as pd
+import torch
+
+from xlsafety.irt.design import Block, Design
+
+# Two-sided 95% normal quantile for the Laplace intervals.
+Z_95 = 1.959963984540054
+
+# Blocks estimated on the log scale and the name they are reported under.
+LOG_SCALE = {"log_alpha": "alpha", "log_step_2": "step_2", "log_step_3": "step_3", "log_step_5": "step_5"}
+
+COLUMNS = ["parameter", "configuration", "id", "language", "estimate", "se", "lower", "upper", "fixed"]
+
+
+def parameter_table(design: Design, free: torch.Tensor, standard_errors: torch.Tensor | None) -> pd.DataFrame:
+    """Lay the estimates out as one row per parameter, with Laplace standard errors and 95% intervals.
+
+    Reference-language entries of delta, gamma and tau are left out because
+    they are 0 by definition. Anchored tau and, in the 1PL models, alpha are
+    listed with fixed = True and se = 0. alpha and the graded steps are
+    estimated as logarithms: their intervals are exp(log value +- 1.96 se)
+    and their se is the delta-method se on the natural scale.
+    """
+    values = design.full_vector(free).numpy()
+    errors = np.zeros(design.size)
+    if standard_errors is not None:
+        errors[design.free_positions.numpy()] = standard_errors.numpy()
+    else:
+        errors[design.free_positions.numpy()] = np.nan
+    free_mask = np.zeros(design.size, dtype=bool)
+    free_mask[design.free_positions.numpy()] = True
+
+    frames = [_block_frame(design, block, values, errors, free_mask) for block in design.blocks.values()]
+    table = pd.concat(frames, ignore_index=True)[COLUMNS]
+    table["id"] = table["id"].astype("Int64")
+    return table
+
+
+def _block_frame(design: Design, block: Block, values, errors, free_mask) -> pd.DataFrame:
+    labels = _labels(design, block)
+    positions = block.offset + np.arange(block.size)
+    frame = labels.assign(
+        parameter=LOG_SCALE.get(block.name, block.name),
+        estimate=values[positions],
+        se=errors[positions],
+        fixed=~free_mask[positions],
+    )
+    if block.name in ("delta", "gamma", "tau"):
+        frame = frame[frame["language"] != design.languages[design.reference]]
+
+    lower = frame["estimate"] - Z_95 * frame["se"]
+    upper = frame["estimate"] + Z_95 * frame["se"]
+    if block.name in LOG_SCALE:
+        natural = np.exp(frame["estimate"])
+        frame = frame.assign(estimate=natural, se=natural * frame["se"], lower=np.exp(lower), upper=np.exp(upper))
+    else:
+        frame = frame.assign(lower=lower, upper=upper)
+    return frame
+
+
+def _labels(design: Design, block: Block) -> pd.DataFrame:
+    """Return the configuration, id and language of each element of `block`, in storage order."""
+    configurations = np.array(design.configurations, dtype=object)
+    prompts = np.array(design.prompts, dtype=object)
+    languages = np.array(design.languages, dtype=object)
+    empty = np.full(block.size, None, dtype=object)
+
+    if block.name == "theta":
+        return pd.DataFrame({"configuration": configurations, "id": empty, "language": empty})
+    if block.name == "delta":
+        return pd.DataFrame({"configuration": np.repeat(configurations, len(languages)), "id": empty,
+                             "language": np.tile(languages, len(configurations))})
+    if block.name == "gamma":
+        return pd.DataFrame({"configuration": empty, "id": empty, "language": languages})
+    if block.name == "tau":
+        return pd.DataFrame({"configuration": empty, "id": np.repeat(prompts, len(languages)),
+                             "language": np.tile(languages, len(prompts))})
+    # Item parameters: per prompt in the multigroup models, per (prompt, language) pair otherwise.
+    if design.spec.language_terms:
+        return pd.DataFrame({"configuration": empty, "id": prompts, "language": empty})
+    return pd.DataFrame({"configuration": empty, "id": design.items["id"].to_numpy(dtype=object),
+                         "language": design.items["language"].to_numpy(dtype=object)})
+
+
+def degenerate_units(cells: pd.DataFrame) -> dict:
+    """List configurations, prompts, languages and cells without variance in safe / unsafe.
+
+    Their estimates stay finite only through the priors, so they are reported
+    rather than rejected. Languages answered by only some configurations are
+    listed with the configurations that lack them.
+    """
+    listing: dict = {}
+    for key, label in (("configuration", "configurations"), ("id", "prompts"), ("language", "languages")):
+        totals = cells.groupby(key)[["n_safe", "n_valid"]].sum()
+        listing[f"{label}_all_safe"] = _plain(totals.index[totals["n_safe"] == totals["n_valid"]])
+        listing[f"{label}_all_unsafe"] = _plain(totals.index[totals["n_safe"] == 0])
+    listing["cells_all_safe"] = int((cells["n_safe"] == cells["n_valid"]).sum())
+    listing["cells_all_unsafe"] = int((cells["n_safe"] == 0).sum())
+
+    everyone = set(cells["configuration"])
+    answered = cells.groupby("language")["configuration"].agg(set)
+    listing["languages_partly_answered"] = {
+        language: sorted(everyone - configurations)
+        for language, configurations in answered.items() if configurations != everyone
+    }
+    return listing
+
+
+def _plain(values) -> list:
+    """Return sorted JSON-ready values (numpy integers become int)."""
+    return sorted(int(value) if isinstance(value, (np.integer, int)) else str(value) for value in values)
