@@ -1,3 +1,6 @@
+from xlsafety.translate.settings import is_translated
+
+
 rule summary_tables:
     input:
         cells="results/matrix/{judge}/cells.parquet",
@@ -38,6 +41,12 @@ rule summary:
             judge=JUDGES,
             table=["jsr", "theta", "gamma", "top_tau"],
         ),
+        fragments=expand("results/analyses/{judge}/summary_fragment.md", judge=JUDGES),
+        translation_quality=[
+            f"results/translations/{language}_quality.csv"
+            for language in LANGUAGES
+            if is_translated(config, language)
+        ],
     output:
         "results/summary.md",
     log:

@@ -4,7 +4,7 @@ import pandas as pd
 
 from xlsafety.dataset import sha256_of_file
 from xlsafety.scripting import run_step
-from xlsafety.summary import RunFacts, render_summary
+from xlsafety.summary import RunFacts, render_summary, translation_quality_section
 from xlsafety.tables import CELLS, JUDGMENTS, read_table, write_text
 
 
@@ -37,6 +37,9 @@ def main(snakemake):
             render_summary(facts, cells, totals, tables["jsr"], tables["theta"], tables["gamma"], tables["top_tau"], fit_summary)
         )
 
+    sections.extend(open(path, encoding="utf-8").read() for path in snakemake.input.fragments)
+    if snakemake.input.translation_quality:
+        sections.append(translation_quality_section(list(snakemake.input.translation_quality)))
     write_text("\n\n".join(sections), snakemake.output[0])
 
 

@@ -2,6 +2,7 @@
 
 import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pandas as pd
 
@@ -128,4 +129,18 @@ def render_summary(facts: RunFacts, cells: pd.DataFrame, judgments_total: dict, 
         "```",
         "",
     ]
+    return "\n".join(lines)
+
+
+def translation_quality_section(paths: list[str], shown: int = 5) -> str:
+    """List the translated prompts flagged as low quality, per language, from the translate rule's CSVs."""
+    lines = ["## Translation quality", ""]
+    for path in paths:
+        flagged = pd.read_csv(path)
+        language = Path(path).name.removesuffix("_quality.csv")
+        lines.append(f"- `{language}`: {len(flagged)} prompts flagged (low back-translation chrF, "
+                     "empty, or copied from the source)")
+        for row in flagged.head(shown).itertuples(index=False):
+            lines.append(f"  - id {row.id}: chrF {row.chrf:.1f}, {row.reason}")
+    lines.append("")
     return "\n".join(lines)
