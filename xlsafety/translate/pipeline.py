@@ -6,27 +6,22 @@ from pathlib import Path
 import pandas as pd
 import pyarrow as pa
 
-from xlsafety.tables import write_csv, write_table
+from xlsafety.tables import PROMPTS, write_csv, write_table
 from xlsafety.translate.quality import chrf_scores, low_quality
 from xlsafety.translate.registry import Direction, Translator, make_translator
 
 log = logging.getLogger(__name__)
 
+# The prompts table's columns, followed by what the quality check needs.
 TRANSLATIONS = pa.schema(
-    [
-        ("id", pa.int64()),
-        ("language", pa.string()),
-        ("text", pa.string()),
-        ("tags", pa.list_(pa.string())),
-        ("source", pa.string()),
-        # How the text was made: "seq2seq:<model>" or "llm:<model>".
-        ("origin", pa.string()),
-        ("source_language", pa.string()),
-        ("source_text", pa.string()),
+    list(PROMPTS)
+    + [
+        pa.field("source_language", pa.string()),
+        pa.field("source_text", pa.string()),
         # The translation translated back into the source language by the same backend.
-        ("back_translation", pa.string()),
+        pa.field("back_translation", pa.string()),
         # chrF (0..100) of back_translation against source_text.
-        ("chrf", pa.float64()),
+        pa.field("chrf", pa.float64()),
     ]
 )
 
