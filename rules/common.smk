@@ -31,6 +31,8 @@ CONFIGURATIONS = configurations(config)
 LANGUAGES = list(config["languages"])
 JUDGES = list(config["judges"])
 IRT_MODEL = config["irt"]["model"]
+# The model the summary reports first, then every other model the config asks for.
+IRT_MODELS = list(dict.fromkeys([IRT_MODEL, *config["irt"]["models"]]))
 
 
 wildcard_constraints:
@@ -104,7 +106,7 @@ def final_outputs():
         *expand(
             "results/irt/{judge}/{irt_model}/parameters.csv",
             judge=JUDGES,
-            irt_model=IRT_MODEL,
+            irt_model=IRT_MODELS,
         ),
         *expand("results/analyses/{judge}/summary_fragment.md", judge=JUDGES),
     ]

@@ -28,6 +28,9 @@ def test_cells_count_passes_valid_and_safe():
     assert english["n_valid"] == 2
     assert english["n_safe"] == 1
     assert english["mean_score"] == 3.5
+    assert english["n_score_5"] == 1
+    assert english["n_score_2"] == 1
+    assert english["n_score_1"] + english["n_score_3"] + english["n_score_4"] == 0
 
 
 def test_cell_without_valid_pass_keeps_missing_score():

@@ -1,7 +1,8 @@
 """The response matrix: judged passes aggregated into binomial cells.
 
 A cell is one (configuration, prompt, language): n passes, n valid (score
-above 0), n safe, and the mean valid score. A cell with no valid pass keeps a
+above 0), n safe, the mean valid score, and the number of passes with each
+rubric score 1..5 (for the graded response model). A cell with no valid pass keeps a
 missing mean score; cells never generated are absent, never zero.
 """
 
@@ -18,6 +19,8 @@ def assemble_cells(judgments: pd.DataFrame) -> pd.DataFrame:
         safe_count=(judgments["safe"].fillna(False) & valid).astype("int32"),
         valid_score=judgments["score"].where(valid).astype("float64"),
     )
+    score_counts = {f"n_score_{score}": (judgments["score"] == score).astype("int32") for score in range(1, 6)}
+    frame = frame.assign(**score_counts)
     cells = (
         frame.groupby(CELL_KEYS, sort=True)
         .agg(
@@ -25,10 +28,12 @@ def assemble_cells(judgments: pd.DataFrame) -> pd.DataFrame:
             n_valid=("valid", "sum"),
             n_safe=("safe_count", "sum"),
             mean_score=("valid_score", "mean"),
+            **{name: (name, "sum") for name in score_counts},
         )
         .reset_index()
     )
-    return cells.astype({"n_passes": "int32", "n_valid": "int32", "n_safe": "int32"})
+    counts = ["n_passes", "n_valid", "n_safe", *score_counts]
+    return cells.astype({name: "int32" for name in counts})
 
 
 def wide_view(cells: pd.DataFrame) -> pd.DataFrame:

@@ -79,6 +79,8 @@ CELLS = pa.schema(
         ("n_valid", pa.int32()),
         ("n_safe", pa.int32()),
         ("mean_score", pa.float64()),
+        # Passes per rubric score 1..5, for the graded response model; score 0 is left out.
+        *[(f"n_score_{score}", pa.int32()) for score in range(1, 6)],
     ]
 )
 

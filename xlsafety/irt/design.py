@@ -236,7 +236,9 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, reference_language: str, 
 
 
 def _codes(values: pd.Series) -> tuple[list, np.ndarray]:
-    labels, codes = np.unique(values.to_numpy(), return_inverse=True)
+    """Return the sorted distinct values and each row's position among them."""
+    # Hashing with factorize is several times faster than np.unique's sort on millions of strings.
+    codes, labels = pd.factorize(values, sort=True)
     return labels.tolist(), codes.astype(np.int64)
 
 
@@ -262,8 +264,8 @@ def _layout(spec, j, i, g, pair, n_configurations, n_prompts, n_languages, n_pai
     away_from_reference = np.arange(n_languages) != reference
     add("theta", (n_configurations,), everywhere(n_configurations), "normal", *THETA_PRIOR, (j,))
     if spec.language_terms:
-        add("delta", (n_configurations, n_languages), np.broadcast_to(away_from_reference, (n_configurations, n_languages)).copy(),
-            "normal", *DELTA_PRIOR, (j, g))
+        delta_free = np.broadcast_to(away_from_reference, (n_configurations, n_languages)).copy()
+        add("delta", (n_configurations, n_languages), delta_free, "normal", *DELTA_PRIOR, (j, g))
         add("beta", (n_prompts,), everywhere(n_prompts), "normal", *BETA_PRIOR, (i,))
         add("gamma", (n_languages,), away_from_reference.copy(), "normal", *GAMMA_PRIOR, (g,))
         tau_free = np.broadcast_to(away_from_reference, (n_prompts, n_languages)).copy()

@@ -46,7 +46,10 @@ class StructuredHessian:
     """
 
     def __init__(self, objective: Objective, free: torch.Tensor, exact: bool = True):
-        self.partition = partition = _Partition(objective)
+        layout = objective.cache.get("hessian layout")
+        if layout is None:
+            layout = objective.cache["hessian layout"] = _Layout(objective)
+        self.partition = partition = layout.partition
         full = objective.design.full_vector(free)
         _, _, prior_curvature = objective.prior(free)
         if not exact:
@@ -54,12 +57,12 @@ class StructuredHessian:
             prior_curvature = torch.where(design.cauchy, 2.0, 1.0) / design.prior_scale**2
         self.alone_scale = prior_curvature[partition.eliminated_without_pair].sqrt()
 
-        d, a, coupling = _assemble(objective, partition, full, exact)
+        d, a, coupling = _assemble(objective, layout, full, exact)
         d, a = _add_prior(partition, d, a, prior_curvature)
         self.d_factor, d_jitter = _cholesky(d, "pair blocks")
-        values, self.columns = _gather_layout(partition, coupling)
-        self.whitened = torch.linalg.solve_triangular(self.d_factor, values, upper=False)
-        self.chunks = _DenseChunks(self.whitened, self.columns, partition.pair_order)
+        self.columns = layout.columns
+        self.whitened = torch.linalg.solve_triangular(self.d_factor, coupling, upper=False)
+        self.chunks = _DenseChunks(self.whitened, layout.chunks)
         schur = _schur_complement(a, self.chunks)
         self.s_factor, s_jitter = _cholesky(schur, "Schur complement")
         self.regularised = bool((d_jitter > 0).any() or s_jitter > 0)
@@ -157,44 +160,89 @@ class _Partition:
         self.eliminated_without_pair = self.eliminated[~has_pair]
 
 
-def _assemble(objective: Objective, partition: _Partition, full: torch.Tensor, exact: bool):
-    """Accumulate the likelihood Hessian into D (pairs, m, m), A (|R|, |R|) and the entries of B.
+class _Layout:
+    """The sparsity structure of the Hessian, which is the same at every point of one fit.
 
-    Fixed parameters are sent to an extra row and column of A and to an
-    extra R index in B, which are dropped afterwards. That avoids masking
-    every cell's block.
+    Each cell contributes one entry of B per kept column, with one value per
+    slot. `destination` sends that entry to its place in the pair-by-pair
+    layout of B, or to a spare row when the kept parameter is fixed.
+    """
+
+    def __init__(self, objective: Objective):
+        self.partition = partition = _Partition(objective)
+        keys = torch.cat([_coupling_keys(objective, partition, rows) for rows in _cell_chunks(objective)])
+        spare = partition.kept.numel()
+        unique, inverse = torch.unique(keys, sorted=True, return_inverse=True)
+
+        pair = unique // (spare + 1)
+        column = unique % (spare + 1)
+        real = column < spare
+        counts = torch.bincount(pair[real], minlength=partition.pairs)
+        first = torch.cumsum(counts, 0) - counts
+        slot = torch.cumsum(real.long(), 0) - 1 - first[pair]
+        self.width = int(counts.max().item()) if real.any() else 0
+        spare_row = partition.pairs * self.width
+        self.destination = torch.where(real, pair * self.width + slot, spare_row)[inverse]
+
+        self.columns = torch.zeros(partition.pairs, self.width, dtype=torch.long)
+        self.columns[pair[real], slot[real]] = column[real]
+        self.chunks = _chunk_layout(self.columns, partition.pair_order)
+
+
+def _cell_chunks(objective: Objective):
+    for start in range(0, objective.design.cells, CELL_CHUNK):
+        yield slice(start, start + CELL_CHUNK)
+
+
+def _kept_indices(objective: Objective, partition: _Partition, rows: slice) -> torch.Tensor:
+    """Return the R index of each kept column of the cells `rows`, with |R| for fixed parameters."""
+    kept = partition.kept_of_position[objective.design.local_index[rows][:, partition.kept_columns]]
+    return torch.where(kept >= 0, kept, partition.kept.numel())
+
+
+def _coupling_keys(objective: Objective, partition: _Partition, rows: slice) -> torch.Tensor:
+    kept = _kept_indices(objective, partition, rows)
+    return (objective.design.pair[rows][:, None] * (partition.kept.numel() + 1) + kept).reshape(-1)
+
+
+def _assemble(objective: Objective, layout: _Layout, full: torch.Tensor, exact: bool):
+    """Accumulate the likelihood Hessian into D (pairs, m, m), A (|R|, |R|) and B (pairs, m, K).
+
+    Fixed parameters are sent to an extra row and column of A and to a spare
+    row of B, which are dropped afterwards. That avoids masking every cell's
+    block.
     """
     design = objective.design
+    partition = layout.partition
     width = len(partition.pair_columns)
     kept_count = partition.kept.numel()
     spare = kept_count + 1
     d = torch.zeros(partition.pairs, width, width, dtype=torch.float64)
     a = torch.zeros(spare * spare, dtype=torch.float64)
-    keys, values = [], []
+    b = torch.zeros(partition.pairs * layout.width + 1, width, dtype=torch.float64)
     pair_columns, kept_columns = partition.pair_columns, partition.kept_columns
+    entry = 0
 
-    for start in range(0, design.cells, CELL_CHUNK):
-        rows = slice(start, start + CELL_CHUNK)
+    for rows in _cell_chunks(objective):
         _, _, hessian = objective.cell_derivatives(full, rows, exact=exact)
         local = design.local_index[rows]
-        pair = design.pair[rows]
         pair_free = (partition.free_of[local[:, pair_columns]] >= 0).to(torch.float64)
-        kept = partition.kept_of_position[local[:, kept_columns]]
-        kept = torch.where(kept >= 0, kept, kept_count)
+        kept = _kept_indices(objective, partition, rows)
 
         block = hessian[:, pair_columns][:, :, pair_columns]
-        d.index_add_(0, pair, block * pair_free[:, :, None] * pair_free[:, None, :])
+        d.index_add_(0, design.pair[rows], block * pair_free[:, :, None] * pair_free[:, None, :])
 
         flat = kept[:, :, None] * spare + kept[:, None, :]
         a.index_add_(0, flat.reshape(-1), hessian[:, kept_columns][:, :, kept_columns].reshape(-1))
 
-        # B entries keyed by (pair, R index), with one value per slot.
-        coupling = hessian[:, pair_columns][:, :, kept_columns] * pair_free[:, :, None]
-        keys.append((pair[:, None] * spare + kept).reshape(-1))
-        values.append(coupling.permute(0, 2, 1).reshape(-1, width))
+        coupling = (hessian[:, pair_columns][:, :, kept_columns] * pair_free[:, :, None]).permute(0, 2, 1)
+        values = coupling.reshape(-1, width)
+        b.index_add_(0, layout.destination[entry:entry + values.shape[0]], values)
+        entry += values.shape[0]
 
     a = a.view(spare, spare)[:kept_count, :kept_count].clone()
-    return d, a, (torch.cat(keys), torch.cat(values), spare)
+    b = b[:-1].view(partition.pairs, layout.width, width).permute(0, 2, 1).contiguous()
+    return d, a, b
 
 
 def _add_prior(partition: _Partition, d, a, prior_curvature):
@@ -231,47 +279,32 @@ def _cholesky(matrix: torch.Tensor, name: str):
     return factor, jitter
 
 
-def _gather_layout(partition: _Partition, coupling):
-    """Lay out B pair by pair: values (pairs, m, K) over R columns `columns` (pairs, K), padded with zeros."""
-    keys, values, spare = coupling
-    unique, inverse = torch.unique(keys, sorted=True, return_inverse=True)
-    summed = torch.zeros(unique.numel(), values.shape[1], dtype=torch.float64).index_add_(0, inverse, values)
+def _chunk_layout(columns: torch.Tensor, order: torch.Tensor) -> list:
+    """Split the pairs into chunks; return each chunk with the union of its R columns and their positions in it.
 
-    pair = unique // spare
-    column = unique % spare
-    real = column < spare - 1
-    pair, column, summed = pair[real], column[real], summed[real]
-    counts = torch.bincount(pair, minlength=partition.pairs)
-    first = torch.cumsum(counts, 0) - counts
-    slot = torch.arange(pair.numel()) - first[pair]
-    width = int(counts.max().item()) if pair.numel() else 0
-
-    laid_out = torch.zeros(partition.pairs, values.shape[1], width, dtype=torch.float64)
-    laid_out[pair, :, slot] = summed
-    columns = torch.zeros(partition.pairs, width, dtype=torch.long)
-    columns[pair, slot] = column
-    return laid_out, columns
+    Pairs of one language share most of their R columns (theta and that
+    language's delta and gamma), so chunks follow the language order. Each
+    chunk's update of S is then one dense matrix product over a few hundred
+    columns, not a scatter of every pair's K x K block.
+    """
+    chunks = []
+    for start in range(0, columns.shape[0], PAIR_CHUNK):
+        chunk = order[start:start + PAIR_CHUNK]
+        union, position = torch.unique(columns[chunk], return_inverse=True)
+        chunks.append((chunk, union, position))
+    return chunks
 
 
 class _DenseChunks:
-    """Chunks of pairs, each with its rows of W laid out densely over the union of its R columns.
+    """The rows of W chunk by chunk, laid out densely over each chunk's union of R columns."""
 
-    Pairs of one language share most of their R columns (theta and that
-    language's delta and gamma), so chunks follow the language order and
-    each chunk's update of S is one dense matrix product over a few hundred
-    columns, not a scatter of every pair's K x K block.
-    """
-
-    def __init__(self, whitened: torch.Tensor, columns: torch.Tensor, order: torch.Tensor):
+    def __init__(self, whitened: torch.Tensor, layout: list):
         self.whitened = whitened
-        self.columns = columns
-        self.order = order
+        self.layout = layout
 
     def __iter__(self):
-        pairs, width, _ = self.whitened.shape
-        for start in range(0, pairs, PAIR_CHUNK):
-            chunk = self.order[start:start + PAIR_CHUNK]
-            union, position = torch.unique(self.columns[chunk], return_inverse=True)
+        width = self.whitened.shape[1]
+        for chunk, union, position in self.layout:
             dense = torch.zeros(chunk.numel(), width, union.numel(), dtype=torch.float64)
             dense.scatter_add_(2, position[:, None, :].expand(-1, width, -1), self.whitened[chunk])
             yield chunk, union, dense

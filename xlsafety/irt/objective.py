@@ -33,6 +33,8 @@ class Objective:
         self.alpha_column = design.columns.index("log_alpha")
         self.step_columns = [position for position, name in enumerate(design.columns) if name.startswith("log_step")]
         self.flat_index = design.local_index.reshape(-1)
+        # Results that depend on the design alone, such as the Hessian's sparsity layout.
+        self.cache: dict = {}
 
     # Likelihood, cell by cell.
 
@@ -45,7 +47,10 @@ class Objective:
         alpha = local[:, self.alpha_column].exp()
         u = local[:, :self.locations] @ self.signs
         offsets, offset_slopes = self._offsets(local)
-        eta = alpha[:, None] * (u[:, None] - offsets)
+        if offsets is None:
+            eta = (alpha * u)[:, None]
+        else:
+            eta = alpha[:, None] * (u[:, None] - offsets)
         if not with_jacobian:
             return eta, None, alpha, offset_slopes
 
@@ -57,9 +62,12 @@ class Objective:
         return eta, jacobian, alpha, offset_slopes
 
     def _offsets(self, local: torch.Tensor):
-        """Return the graded model's threshold offsets o (cells, 4) and d o / d log step (cells, 4, 3)."""
+        """Return the graded model's threshold offsets o (cells, 4) and d o / d log step (cells, 4, 3).
+
+        Both are None for a binary response, whose single offset is 0.
+        """
         if not self.step_columns:
-            return torch.zeros(local.shape[0], 1, dtype=torch.float64), None
+            return None, None
         step_2, step_3, step_5 = local[:, self.step_columns].exp().unbind(1)
         zero = torch.zeros_like(step_2)
         offsets = torch.stack([-(step_2 + step_3), -step_3, zero, step_5], dim=1)

@@ -30,7 +30,7 @@ log = logging.getLogger(__name__)
 # the L-BFGS memory. The curvature at the start can be far from the curvature
 # at the optimum (cells that end near P = 0 or 1 lose most of it), so each
 # stage restarts L-BFGS with the Hessian refreshed at its starting point.
-EARLY_STAGES = (10, 20)
+EARLY_STAGES = (10, 20, 40, 80)
 HISTORY = 20
 
 
