@@ -28,13 +28,13 @@ def main(snakemake):
 
     # Everything that determines the rows; a checkpoint written under other settings is discarded.
     # The model identity names the endpoint and model but never contains an API key.
-    settings = {
+    determining_settings = {
         "spec": spec,
         "seed": snakemake.params.seed,
         "model_identity": backend.model_identity,
         "prompts": prompts[["id", "text"]].to_dict("list"),
     }
-    checkpoint = Checkpoint(checkpoint_folder(snakemake.output[0]), fingerprint_of(settings))
+    checkpoint = Checkpoint(checkpoint_folder(snakemake.output[0]), fingerprint_of(determining_settings))
 
     job = GenerationJob(
         configuration=snakemake.wildcards.configuration,

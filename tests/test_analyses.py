@@ -111,7 +111,8 @@ def test_wilson_interval_known_values():
     assert upper[0] == pytest.approx(0.7634, abs=1e-4)
     assert lower[1] == 0.0
     assert upper[1] == pytest.approx(3.8415 / 13.8415, abs=1e-4)
-    assert math.isnan(lower[2]) and math.isnan(upper[2])
+    assert math.isnan(lower[2])
+    assert math.isnan(upper[2])
 
 
 def test_jsr_intervals_pool_prompts():
@@ -275,7 +276,8 @@ def test_tau_by_category_counts_every_tag():
     assert math.isnan(table.loc["violence", "lower"])
     assert table.loc["weapons", "lower"] <= -0.125 <= table.loc["weapons", "upper"]
     # Resampling the two weapons prompts gives means between their own means, -0.75 and 0.5.
-    assert table.loc["weapons", "lower"] >= -0.75 and table.loc["weapons", "upper"] <= 0.5
+    assert table.loc["weapons", "lower"] >= -0.75
+    assert table.loc["weapons", "upper"] <= 0.5
 
 
 def test_tau_by_category_is_seeded():

@@ -1,7 +1,7 @@
 """The tiny study submitted to a real SLURM cluster through the shipped profile.
 
 `.ci/slurm/start.sh` starts a single-node cluster on 127.0.0.1 (with one GPU
-that has no device behind it); these tests are skipped when no cluster answers.
+that has no device behind it); these tests are skipped when no cluster responds.
 """
 
 import re
@@ -36,7 +36,7 @@ def run_tiny(workdir: Path, *arguments: str) -> subprocess.CompletedProcess:
 @pytest.fixture(scope="module")
 def runs(tmp_path_factory):
     if not cluster_available():
-        pytest.skip("no SLURM cluster answers; start one with .ci/slurm/start.sh")
+        pytest.skip("no SLURM cluster responds; start one with .ci/slurm/start.sh")
 
     cluster = tmp_path_factory.mktemp("slurm")
     # One thread per generation job, as in the local run: a different thread

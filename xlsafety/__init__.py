@@ -1,6 +1,6 @@
 """xlsafety: a reproducible study of why LLM safety guardrails degrade across languages.
 
-The package holds all logic of the Snakemake workflow: dataset loading, model
+The package contains all logic of the Snakemake workflow: dataset loading, model
 preparation, generation, judging, response-matrix assembly, IRT estimation and
 the summary. The workflow's scripts only read Snakemake's inputs and call it.
 """

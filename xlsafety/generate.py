@@ -1,6 +1,6 @@
 """Generation with the transformers backend: batched, seeded, one row per (prompt, pass).
 
-This module also holds what every backend shares: `Decoding`, `PromptFormat`,
+This module also contains what every backend shares: `Decoding`, `PromptFormat`,
 `row_seed`, resuming from a checkpoint (`resumed_rows`) and the final table
 layout (`generations_frame`). The backends themselves are registered by name
 in `xlsafety.backends`.

@@ -114,7 +114,7 @@ def endpoint_of(config: dict, model_key: str) -> dict:
 
     They become params of the API generate rule, so that changing them makes
     Snakemake redo the model's generations. Retry and concurrency settings are
-    left out on purpose, because they do not change what a model answers.
+    left out on purpose, because they do not change the text a model returns.
     """
     model = config["models"][model_key]
     return {key: model[key] for key in ("backend", "model", "base_url")}

@@ -98,7 +98,7 @@ class OpenAIChatConfig:
 
     @property
     def model_identity(self) -> str:
-        """The endpoint and model name, recorded with every row. It holds no key."""
+        """The endpoint and model name, recorded with every row. It contains no key."""
         return json.dumps({"base_url": self.base_url.rstrip("/"), "model": self.model}, sort_keys=True)
 
     def api_key(self) -> str | None:
@@ -293,7 +293,7 @@ class OpenAIChatBackend:
             return EndpointError(
                 f"model {key}: the endpoint rejected the API key (HTTP {response.status_code}: "
                 f"{self._excerpt(response)}). The key comes from {where} (models.{key}.api_key_env); "
-                f"check that it holds a valid key for {self.config.base_url}"
+                f"check that it contains a valid key for {self.config.base_url}"
             )
         return EndpointError(
             f"model {key}: the endpoint rejected the request (HTTP {response.status_code}: "

@@ -58,7 +58,7 @@ def fill_template(template: str, text: str, direction: Direction) -> str:
 
 
 def clean_translation(text: str) -> str:
-    """Strip white space and one pair of quotes around the whole answer, which chat models often add."""
+    """Strip white space and one pair of quotes around the whole response, which chat models often add."""
     text = text.strip()
     for quote in QUOTES:
         opening, closing = (quote[0], quote[-1])

@@ -3,7 +3,7 @@
 Many-to-many models select the language pair with language tokens: NLLB uses
 FLORES-200 codes such as `fra_Latn`, M2M100 uses tokens such as `__fr__` for
 the code `fr`. The code of each side is the config's `source_code` or
-`target_code` when given, else the first form that the tokenizer knows:
+`target_code` when given, else the first form in the tokenizer's vocabulary:
 the NLLB code from the language metadata, then the ISO code as `__xx__`.
 A Marian model translates one fixed pair and has no language tokens, so
 back-translation with Marian needs `back_model`, the model of the opposite
@@ -21,7 +21,7 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class LanguageCode:
-    """A language as one model knows it: the code its tokenizer takes and its token in the vocabulary."""
+    """A language as one model names it: the code its tokenizer accepts and its token in the vocabulary."""
 
     code: str
     token: str
