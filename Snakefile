@@ -13,11 +13,22 @@ configfile: "config/config.yaml"
 
 
 include: "rules/common.smk"
-include: "rules/prompts.smk"
-include: "rules/translate.smk"
-include: "rules/models.smk"
-include: "rules/generate.smk"
-include: "rules/judge.smk"
+
+
+# Simulated or imported judgments (config key source) replace these rules, so
+# such a study schedules no dataset, model or generation job.
+if GENERATED:
+
+    include: "rules/prompts.smk"
+    include: "rules/translate.smk"
+    include: "rules/models.smk"
+    include: "rules/generate.smk"
+    include: "rules/judge.smk"
+    include: "rules/calibration.smk"
+
+
+include: "rules/simulation.smk"
+include: "rules/reanalysis.smk"
 include: "rules/matrix.smk"
 include: "rules/irt.smk"
 include: "rules/summary.smk"

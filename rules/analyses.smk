@@ -4,6 +4,13 @@
 ANALYSES = "results/analyses/{judge}"
 PARAMETERS = f"results/irt/{{judge}}/{IRT_MODEL}/parameters.parquet"
 REFERENCE_PROMPTS = f"results/prompts/{config['reference_language']}.parquet"
+ANCHORS = "results/anchors/{judge}"
+# Every model the model comparison fits and compares, the configured ones first.
+COMPARED_MODELS = list(
+    dict.fromkeys(
+        [*IRT_MODELS, "1pl", "2pl", "multigroup-1pl", "multigroup-2pl", "grm"]
+    )
+)
 
 
 report: "../report/workflow.rst"
@@ -181,6 +188,7 @@ rule analysis_dimensionality:
 rule analysis_validation:
     input:
         cells="results/matrix/{judge}/cells.parquet",
+        anchors=irt_anchor_files,
     output:
         predictions=f"{ANALYSES}/validation_predictions.csv",
         scores=report(
@@ -202,13 +210,138 @@ rule analysis_validation:
     params:
         irt_model=IRT_MODEL,
         reference_language=config["reference_language"],
-        anchors=sorted(config["irt"]["anchors"]),
+        anchors=irt_anchors,
         tau_scale=config["irt"]["tau_scale"],
         max_iterations=config["irt"]["max_iterations"],
         folds=5,
         seed=config["seed"],
     script:
         "../scripts/analysis_validation.py"
+
+
+rule analysis_anchors:
+    input:
+        cells="results/matrix/{judge}/cells.parquet",
+    output:
+        anchors=report(
+            f"{ANCHORS}/anchors.csv",
+            caption="../report/anchors.rst",
+            category="Anchors",
+            labels={"judge": "{judge}", "content": "selected anchors"},
+        ),
+        dif=report(
+            f"{ANCHORS}/dif.csv",
+            caption="../report/anchors.rst",
+            category="Anchors",
+            labels={"judge": "{judge}", "content": "DIF screens"},
+        ),
+        figure=report(
+            f"{ANCHORS}/dif.png",
+            caption="../report/anchors.rst",
+            category="Anchors",
+            labels={"judge": "{judge}", "content": "figure"},
+        ),
+    log:
+        "results/logs/anchors/{judge}.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        reference_language=config["reference_language"],
+        selection=config["irt"]["anchor_selection"],
+        max_iterations=config["irt"]["max_iterations"],
+    script:
+        "../scripts/analysis_anchors.py"
+
+
+rule analysis_model_comparison:
+    input:
+        cells="results/matrix/{judge}/cells.parquet",
+        fits=expand("results/irt/{{judge}}/{model}/fit.json", model=COMPARED_MODELS),
+        parameters=expand(
+            "results/irt/{{judge}}/{model}/parameters.parquet", model=COMPARED_MODELS
+        ),
+    output:
+        table=report(
+            f"{ANALYSES}/model_comparison.csv",
+            caption="../report/model_comparison.rst",
+            category="Model selection and fit",
+            labels={"judge": "{judge}", "content": "information criteria"},
+        ),
+        figure=report(
+            f"{ANALYSES}/model_comparison.png",
+            caption="../report/model_comparison.rst",
+            category="Model selection and fit",
+            labels={"judge": "{judge}", "content": "information criteria figure"},
+        ),
+    log:
+        "results/logs/analyses/{judge}/model_comparison.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        models=COMPARED_MODELS,
+    script:
+        "../scripts/analysis_model_comparison.py"
+
+
+rule analysis_item_fit:
+    input:
+        cells="results/matrix/{judge}/cells.parquet",
+        parameters=PARAMETERS,
+    output:
+        item_table=report(
+            f"{ANALYSES}/item_fit.csv",
+            caption="../report/item_fit.rst",
+            category="Model selection and fit",
+            labels={"judge": "{judge}", "content": "item fit"},
+        ),
+        person_table=report(
+            f"{ANALYSES}/person_fit.csv",
+            caption="../report/item_fit.rst",
+            category="Model selection and fit",
+            labels={"judge": "{judge}", "content": "person fit"},
+        ),
+        figure=report(
+            f"{ANALYSES}/fit.png",
+            caption="../report/item_fit.rst",
+            category="Model selection and fit",
+            labels={"judge": "{judge}", "content": "fit figure"},
+        ),
+    log:
+        "results/logs/analyses/{judge}/item_fit.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        fit_range=[0.7, 1.3],
+    script:
+        "../scripts/analysis_item_fit.py"
+
+
+rule analysis_information:
+    input:
+        cells="results/matrix/{judge}/cells.parquet",
+        parameters=PARAMETERS,
+    output:
+        table=report(
+            f"{ANALYSES}/information.csv",
+            caption="../report/information.rst",
+            category="Model selection and fit",
+            labels={"judge": "{judge}", "content": "test information"},
+        ),
+        figure=report(
+            f"{ANALYSES}/information.png",
+            caption="../report/information.rst",
+            category="Model selection and fit",
+            labels={"judge": "{judge}", "content": "test information figure"},
+        ),
+    log:
+        "results/logs/analyses/{judge}/information.log",
+    conda:
+        "../envs/analysis.yaml"
+    params:
+        # Lowest and highest robustness and the number of points of the curves.
+        grid=[-4.0, 4.0, 161],
+    script:
+        "../scripts/analysis_information.py"
 
 
 rule analysis_summary_fragment:
@@ -219,6 +352,12 @@ rule analysis_summary_fragment:
         tau_by_language=f"{ANALYSES}/tau_by_language.csv",
         dimensionality=f"{ANALYSES}/dimensionality.csv",
         validation=f"{ANALYSES}/validation.csv",
+        anchors=f"{ANCHORS}/anchors.csv",
+        dif=f"{ANCHORS}/dif.csv",
+        model_comparison=f"{ANALYSES}/model_comparison.csv",
+        item_fit=f"{ANALYSES}/item_fit.csv",
+        person_fit=f"{ANALYSES}/person_fit.csv",
+        information=f"{ANALYSES}/information.csv",
     output:
         f"{ANALYSES}/summary_fragment.md",
     log:

@@ -17,19 +17,27 @@ from xlsafety.study import (
     coerce_command_line_values,
     configurations,
     fill_defaults,
+    validate_config,
 )
+from xlsafety.sources import GENERATE, REANALYSIS, SIMULATE, prepare_source
 
 SCHEMA = Path(workflow.basedir) / "config" / "schema" / "config.schema.yaml"
 SCHEMA_CONTENT = yaml.safe_load(SCHEMA.read_text())
 
 coerce_command_line_values(config, SCHEMA_CONTENT)
+# Lists every invalid key by its path; snakemake's validate() below then fills the defaults.
+validate_config(config, SCHEMA_CONTENT)
 validate(config, str(SCHEMA))
 fill_defaults(config, SCHEMA_CONTENT)
+# Simulated or imported data (config key source) bring their own configurations,
+# judge and, for imported files, languages; the file is read here, at parse time.
+SOURCE = prepare_source(config)
 check_study(config)
 
-CONFIGURATIONS = configurations(config)
+GENERATED = SOURCE.kind == GENERATE
+CONFIGURATIONS = configurations(config) if GENERATED else SOURCE.configurations
 LANGUAGES = list(config["languages"])
-JUDGES = list(config["judges"])
+JUDGES = list(config["judges"]) if GENERATED else [SOURCE.judge]
 IRT_MODEL = config["irt"]["model"]
 # The model the summary reports first, then every other model the config asks for.
 IRT_MODELS = list(dict.fromkeys([IRT_MODEL, *config["irt"]["models"]]))
@@ -58,13 +66,38 @@ def dataset_sha256():
 
 
 def dataset_file():
-    """The dataset CSV the prompts rule reads."""
+    """The dataset CSV the prompts rule reads; the simulated or imported data file for other sources."""
+    if not GENERATED:
+        return SOURCE.data_file
     source = config["dataset"]["source"]
     if source == "embedded":
         return str(embedded_dataset_path())
     if dataset_url():
         return "results/dataset/dataset.csv"
     return source
+
+
+def dataset_label():
+    """How the summary names the study's data."""
+    return config["dataset"]["source"] if GENERATED else SOURCE.label
+
+
+def generations_of_study():
+    """Every generations file of the study; none for simulated or imported judgments."""
+    if not GENERATED:
+        return []
+    return expand(
+        "results/generations/{configuration}/{language}.parquet",
+        configuration=sorted(CONFIGURATIONS),
+        language=LANGUAGES,
+    )
+
+
+def source_fragments():
+    """Summary sections that the source adds: the recovery table of a simulation."""
+    if SOURCE.kind == SIMULATE:
+        return ["results/simulation/summary_fragment.md"]
+    return []
 
 
 def configuration_spec(wildcards):
@@ -80,7 +113,7 @@ def configuration_spec(wildcards):
 def model_checkpoint(wildcards):
     """The prepared model folder of a local model; none for an API model."""
     model = CONFIGURATIONS[wildcards.configuration]["model"]
-    if config["models"][model]["backend"] != "transformers":
+    if config["models"][model]["backend"] not in ("transformers", "vllm"):
         return []
     return f"results/models/{model}"
 
@@ -98,6 +131,33 @@ def judgments_of(wildcards):
     )
 
 
+def irt_anchors(wildcards):
+    """The irt.anchors value the fits read; with `auto`, the file of the selected anchors."""
+    anchors = config["irt"]["anchors"]
+    if anchors == "auto":
+        return f"results/anchors/{wildcards.judge}/anchors.csv"
+    return anchors
+
+
+def irt_anchor_files(wildcards):
+    """The anchor file among a fit's inputs, so that a new selection or an edit refits; none for a list."""
+    anchors = irt_anchors(wildcards)
+    return [anchors] if isinstance(anchors, str) else []
+
+
+def calibration_outputs(extension="csv"):
+    """The judges' calibration summary, and their pairwise agreement when the study has several judges.
+
+    Only studies that run their judges have them, not simulated or imported judgments.
+    """
+    if not GENERATED:
+        return []
+    outputs = [f"results/calibration/summary.{extension}"]
+    if len(JUDGES) > 1:
+        outputs.append(f"results/agreement/judges.{extension}")
+    return outputs
+
+
 def final_outputs():
     """Every file that `rule all` asks for."""
     return [
@@ -109,4 +169,6 @@ def final_outputs():
             irt_model=IRT_MODELS,
         ),
         *expand("results/analyses/{judge}/summary_fragment.md", judge=JUDGES),
+        *(["results/simulation/recovery.csv"] if SOURCE.kind == SIMULATE else []),
+        *calibration_outputs(),
     ]

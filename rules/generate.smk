@@ -1,7 +1,12 @@
-from xlsafety.backends import api_runtime_minutes, configuration_pattern, endpoint_of
+from xlsafety.backends import (
+    LOCAL_BACKENDS,
+    api_runtime_minutes,
+    configuration_pattern,
+    endpoint_of,
+)
 
 
-# Local models: the prepared checkpoint is an input, and the job loads it once.
+# Local models (transformers or vllm): the prepared checkpoint is an input, and the job loads it once.
 rule generate:
     input:
         prompts="results/prompts/{language}.parquet",
@@ -11,7 +16,7 @@ rule generate:
     log:
         "results/logs/generate/{configuration}/{language}.log",
     wildcard_constraints:
-        configuration=configuration_pattern(config, "transformers"),
+        configuration=configuration_pattern(config, *LOCAL_BACKENDS),
     conda:
         "../envs/generate.yaml"
     threads: config["generation"]["threads"]
@@ -21,6 +26,11 @@ rule generate:
         spec=configuration_spec,
         seed=config["seed"],
         batch_size=config["generation"]["batch_size"],
+        backend=lambda wildcards: config["models"][
+            CONFIGURATIONS[wildcards.configuration]["model"]
+        ]["backend"],
+        device=config["generation"]["device"],
+        dtype=config["generation"]["dtype"],
     script:
         "../scripts/generate.py"
 

@@ -36,17 +36,22 @@ rule summary:
             configuration=sorted(CONFIGURATIONS),
             language=LANGUAGES,
         ),
+        generations=generations_of_study(),
         tables=expand(
             "results/summary/{judge}/{table}.csv",
             judge=JUDGES,
             table=["jsr", "theta", "gamma", "top_tau"],
         ),
-        fragments=expand("results/analyses/{judge}/summary_fragment.md", judge=JUDGES),
+        fragments=[
+            *expand("results/analyses/{judge}/summary_fragment.md", judge=JUDGES),
+            *source_fragments(),
+        ],
         translation_quality=[
             f"results/translations/{language}_quality.csv"
             for language in LANGUAGES
             if is_translated(config, language)
         ],
+        calibration=calibration_outputs("parquet"),
     output:
         "results/summary.md",
     log:
@@ -58,6 +63,6 @@ rule summary:
         languages=LANGUAGES,
         configurations=CONFIGURATIONS,
         models={name: config["models"][name] for name in sorted(config["models"])},
-        dataset_source=config["dataset"]["source"],
+        dataset_source=dataset_label(),
     script:
         "../scripts/summary.py"

@@ -15,6 +15,12 @@ def main(snakemake):
         tables["tau_by_language"],
         tables["dimensionality"],
         tables["validation"],
+        anchors=tables["anchors"],
+        dif=tables["dif"],
+        model_comparison=tables["model_comparison"],
+        item_fit=tables["item_fit"],
+        person_fit=tables["person_fit"],
+        information=tables["information"],
     )
     write_text(text, snakemake.output[0])
 

@@ -8,6 +8,7 @@ from xlsafety.analyses.validation import (
     score_predictions,
 )
 from xlsafety.irt import FitOptions, fit
+from xlsafety.irt.anchors import read_anchors
 from xlsafety.scripting import run_step
 from xlsafety.tables import CELLS, read_table, write_csv
 
@@ -17,7 +18,7 @@ def main(snakemake):
     options = FitOptions(
         model=snakemake.params.irt_model,
         reference_language=snakemake.params.reference_language,
-        anchors=list(snakemake.params.anchors),
+        anchors=read_anchors(snakemake.params.anchors),
         tau_scale=snakemake.params.tau_scale,
         max_iterations=snakemake.params.max_iterations,
     )

@@ -15,8 +15,10 @@ def main(snakemake):
     endpoint = getattr(snakemake.params, "endpoint", None)
     if endpoint is None:
         backend = create_backend(
-            "transformers", spec["model"], {}, model_dir=snakemake.input.model,
+            snakemake.params.backend, spec["model"], snakemake.config["models"][spec["model"]],
+            model_dir=snakemake.input.model,
             threads=snakemake.threads, batch_size=snakemake.params.batch_size,
+            device=snakemake.params.device, dtype=snakemake.params.dtype,
         )
     else:
         # httpx logs every request at INFO level, which would bury the progress lines.
@@ -32,6 +34,8 @@ def main(snakemake):
         "spec": spec,
         "seed": snakemake.params.seed,
         "model_identity": backend.model_identity,
+        # A local model's rows also depend on where it ran: bfloat16 on a GPU gives other text than float32.
+        "precision": getattr(backend, "precision", None),
         "prompts": prompts[["id", "text"]].to_dict("list"),
     }
     checkpoint = Checkpoint(checkpoint_folder(snakemake.output[0]), fingerprint_of(determining_settings))

@@ -1,11 +1,9 @@
 import json
 import logging
 
-import pyarrow.parquet as pq
-
-from xlsafety.errors import ConfigError
-from xlsafety.irt import SCORE_COLUMNS, FitOptions, fit
+from xlsafety.irt import FitOptions, fit
 from xlsafety.irt.anchors import read_anchors
+from xlsafety.irt.table import write_family_tables
 from xlsafety.scripting import run_step
 from xlsafety.tables import CELLS, PARAMETERS, read_table, write_csv, write_table, write_text
 
@@ -16,25 +14,11 @@ LOGGED = ("model", "cells", "passes", "parameters", "converged", "iterations", "
           "map_seconds", "degenerate")
 
 
-def read_cells(path, model):
-    """Read the cells; the graded model also needs the per-score counts n_score_1..n_score_5."""
-    cells = read_table(path, CELLS)
-    if model != "grm":
-        return cells
-    present = pq.read_schema(path).names
-    missing = [column for column in SCORE_COLUMNS if column not in present]
-    if missing:
-        raise ConfigError(
-            f"irt.models: grm needs the counts {list(SCORE_COLUMNS)} in {path}, but the matrix stage "
-            "of this version writes only n_valid, n_safe and mean_score; remove grm from irt.models"
-        )
-    return cells.join(pq.read_table(path, columns=list(SCORE_COLUMNS)).to_pandas())
-
-
 def main(snakemake):
     model = snakemake.wildcards.irt_model
     params = snakemake.params
-    cells = read_cells(snakemake.input.cells, model)
+    # CELLS includes the per-score counts n_score_1..n_score_5 that the graded model reads.
+    cells = read_table(snakemake.input.cells, CELLS)
     options = FitOptions(
         model=model,
         reference_language=params.reference_language,
@@ -51,6 +35,7 @@ def main(snakemake):
 
     write_table(result.parameters, snakemake.output.parameters, PARAMETERS)
     write_csv(result.parameters, snakemake.output.csv)
+    write_family_tables(result.parameters, snakemake.output.tables + snakemake.output.table_csvs)
     write_text(json.dumps(result.summary, indent=2, sort_keys=True) + "\n", snakemake.output.fit)
 
 

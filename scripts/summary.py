@@ -4,7 +4,14 @@ import pandas as pd
 
 from xlsafety.dataset import sha256_of_file
 from xlsafety.scripting import run_step
-from xlsafety.summary import RunFacts, render_summary, translation_quality_section
+from xlsafety.summary import (
+    RunFacts,
+    calibration_section,
+    judge_agreement_section,
+    language_check_section,
+    render_summary,
+    translation_quality_section,
+)
 from xlsafety.tables import CELLS, JUDGMENTS, read_table, write_text
 
 
@@ -37,9 +44,18 @@ def main(snakemake):
             render_summary(facts, cells, totals, tables["jsr"], tables["theta"], tables["gamma"], tables["top_tau"], fit_summary)
         )
 
+    # Simulated or imported judgments have no generations to check.
+    if snakemake.input.generations:
+        checks = pd.concat([pd.read_parquet(path, columns=["configuration", "language", "language_check"])
+                            for path in snakemake.input.generations], ignore_index=True)
+        sections.append(language_check_section(checks))
     sections.extend(open(path, encoding="utf-8").read() for path in snakemake.input.fragments)
     if snakemake.input.translation_quality:
         sections.append(translation_quality_section(list(snakemake.input.translation_quality)))
+    for path in snakemake.input.calibration:
+        table = pd.read_parquet(path)
+        is_calibration = path.endswith("calibration/summary.parquet")
+        sections.append(calibration_section(table) if is_calibration else judge_agreement_section(table))
     write_text("\n\n".join(sections), snakemake.output[0])
 
 

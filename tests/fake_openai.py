@@ -4,7 +4,8 @@ It replies to `POST /v1/chat/completions` with a text that depends only on
 the prompt and the seed, so that two runs can be compared row by row. Tests can
 script the first replies to a prompt: an error status, a Retry-After header, or
 a delay that outlasts the client's timeout. They can also slow down every reply
-and leave out `usage`. Afterwards they read every request received and the
+and leave out `usage`, or make the server stop listening for a while
+(`go_away`, `come_back`). Afterwards they read every request received and the
 maximum number of requests in flight at once.
 """
 
@@ -48,14 +49,18 @@ def answer_text(prompt: str, seed: int | None) -> str:
 class FakeOpenAI:
     """The server and what it has seen. Use it as a context manager."""
 
-    def __init__(self, delay_s: float = 0.0, usage: bool = True):
+    def __init__(self, delay_s: float = 0.0, usage: bool = True, answer=None):
         self.delay_s = delay_s
         self.usage = usage
+        # An optional function from the request body to the reply text, such as a scripted judge model.
+        self.answer = answer
         self.slow: dict[str, float] = {}
         self.received: list[Received] = []
         self.in_flight = 0
         self.max_in_flight = 0
         self._scripts: dict[str, list[Reply]] = {}
+        # True between go_away() and come_back().
+        self.away = False
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _handler_for(self))
         self._server.daemon_threads = True
@@ -74,6 +79,24 @@ class FakeOpenAI:
     def __exit__(self, *exc_info) -> None:
         self._server.shutdown()
         self._server.server_close()
+
+    def go_away(self) -> None:
+        """Stop listening and drop requests on open connections unanswered, as a crashed server does."""
+        with self._lock:
+            self.away = True
+        self._server.shutdown()
+        self._server.server_close()
+
+    def come_back(self) -> None:
+        """Listen again on the same port and answer as before."""
+        port = self._server.server_address[1]
+        self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
+        self._server.daemon_threads = True
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05},
+                                        daemon=True)
+        with self._lock:
+            self.away = False
+        self._thread.start()
 
     def script(self, prompt: str, *replies: Reply) -> None:
         """Send `replies` to the next requests for `prompt`, in order, then reply normally."""
@@ -107,7 +130,11 @@ class FakeOpenAI:
 
     def _completion(self, body: dict) -> dict:
         prompt = body["messages"][-1]["content"]
-        words = answer_text(prompt, body.get("seed")).split()
+        if self.answer is None:
+            words = answer_text(prompt, body.get("seed")).split()
+        else:
+            # Split on spaces only, so that the line breaks of a scripted answer survive.
+            words = self.answer(body).split(" ")
         limit = int(body.get("max_tokens") or len(words))
         payload = {
             "id": "chatcmpl-fake",
@@ -138,6 +165,10 @@ def _handler_for(server: FakeOpenAI):
                 self._send(404, {}, json.dumps({"error": {"message": f"no route {self.path}"}}))
                 return
 
+            if server.away:
+                # Keep-alive connections outlive the listening socket, so close them unanswered.
+                self.close_connection = True
+                return
             reply = server._arrive(body, self.headers.get("Authorization"))
             try:
                 time.sleep(reply.delay_s)

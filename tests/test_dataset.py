@@ -92,14 +92,14 @@ def test_missing_columns_named(tmp_path):
 def test_duplicate_ids_named(tmp_path):
     path = write_csv(tmp_path / "dup.csv", [["1", "s", "[]", "a", "b"], ["1", "s", "[]", "c", "d"]])
 
-    with pytest.raises(DatasetError, match=r"duplicate ids \[1\]"):
+    with pytest.raises(DatasetError, match=r"duplicate ids \(id 1 on lines \[2, 3\]\)"):
         read_dataset(path)
 
 
 def test_non_integer_id_names_row(tmp_path):
     path = write_csv(tmp_path / "ids.csv", [["0", "s", "[]", "a", "b"], ["x1", "s", "[]", "c", "d"]])
 
-    with pytest.raises(DatasetError, match=r"data rows \[2\]"):
+    with pytest.raises(DatasetError, match=r"not an integer on lines \[3\]"):
         read_dataset(path)
 
 
@@ -107,7 +107,7 @@ def test_empty_prompt_names_ids(tmp_path):
     path = write_csv(tmp_path / "empty.csv", [["0", "s", "[]", "a", "b"], ["5", "s", "[]", "c", "  "]])
     frame = read_dataset(path)
 
-    with pytest.raises(DatasetError, match=r"empty 'th' prompt for ids \[5\]"):
+    with pytest.raises(DatasetError, match=r"whitespace-only 'th' prompts: id 5 \(line 3\)"):
         language_prompts(frame, "th", [0, 5], path)
 
 
@@ -149,7 +149,7 @@ def test_not_utf8_rejected(tmp_path):
     path = tmp_path / "latin1.csv"
     path.write_bytes("id,source,tags,en\n0,s,[],caf\xe9\n".encode("latin-1"))
 
-    with pytest.raises(DatasetError, match="not UTF-8"):
+    with pytest.raises(DatasetError, match=r"line 2 is not valid utf-8.*iconv -f cp1252 -t utf-8"):
         read_dataset(path)
 
 
@@ -171,3 +171,142 @@ def test_download_wrong_sha256_keeps_nothing(tmp_path, multijail_path):
 def test_download_failure_says_what_to_do(tmp_path):
     with pytest.raises(DatasetError, match="set dataset.source to its local path"):
         download((tmp_path / "absent.csv").as_uri(), MULTIJAIL_SHA256, tmp_path / "copy.csv")
+
+
+ROWS_TEXT = 'id,source,tags,en,th\n0,s,"[\'Theft\']",café “quoted”,สวัสดี\n1,s,"Fraud, Theft",null,None\n'
+EXPECTED_ROWS = [
+    {"id": 0, "source": "s", "tags": ["Theft"], "en": "café “quoted”", "th": "สวัสดี"},
+    {"id": 1, "source": "s", "tags": ["Fraud", "Theft"], "en": "null", "th": "None"},
+]
+
+
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+def test_unicode_encodings_read_alike(tmp_path, encoding):
+    path = tmp_path / f"{encoding}.csv"
+    path.write_bytes(ROWS_TEXT.encode(encoding))
+
+    frame = read_dataset(path)
+
+    assert frame.to_dict("records") == EXPECTED_ROWS
+
+
+def test_cp1252_names_line_and_fix(tmp_path):
+    path = tmp_path / "excel.csv"
+    path.write_bytes("id,source,tags,en\n0,s,[],fine\n1,s,[],café “quoted”\n".encode("cp1252"))
+
+    with pytest.raises(DatasetError) as raised:
+        read_dataset(path)
+
+    message = str(raised.value)
+    assert str(path) in message
+    assert "line 3" in message
+    assert "cp1252" in message
+    assert "iconv -f cp1252 -t utf-8" in message
+
+
+def test_missing_markers_stay_text(tmp_path):
+    markers = ["NA", "N/A", "None", "null", "NULL", "nan", "NaN", "#N/A", "-"]
+    path = write_csv(tmp_path / "markers.csv", [[str(i), "s", "[]", text, text] for i, text in enumerate(markers)])
+
+    frame = read_dataset(path)
+    prompts = language_prompts(frame, "th", list(range(len(markers))), path)
+
+    assert prompts["text"].tolist() == markers
+    assert prompts["text"].map(type).eq(str).all()
+
+
+def test_multi_line_cells_keep_rows_and_line_numbers(tmp_path):
+    rows = [["0", "s", "[]", "first\nsecond\nthird", "a"], ["1", "s", "[]", "b", "   "]]
+    path = write_csv(tmp_path / "multi.csv", rows)
+    frame = read_dataset(path)
+
+    assert frame["en"].tolist() == ["first\nsecond\nthird", "b"]
+    assert frame.attrs["lines"] == {0: 2, 1: 5}
+    with pytest.raises(DatasetError, match=r"id 1 \(line 5\)"):
+        language_prompts(frame, "th", [0, 1], path)
+
+
+def test_whitespace_only_prompt_rejected(tmp_path):
+    path = write_csv(tmp_path / "blank.csv", [["0", "s", "[]", "a", "\t \n "]])
+    frame = read_dataset(path)
+
+    with pytest.raises(DatasetError, match=r"empty or whitespace-only 'th' prompts: id 0 \(line 2\)"):
+        language_prompts(frame, "th", [0], path)
+
+
+def test_duplicate_ids_name_every_line(tmp_path):
+    rows = [["3", "s", "[]", "a", "b"], ["4", "s", "[]", "a", "b"], ["3", "s", "[]", "c", "d"]]
+    path = write_csv(tmp_path / "dup.csv", rows)
+
+    with pytest.raises(DatasetError, match=r"id 3 on lines \[2, 4\]"):
+        read_dataset(path)
+
+
+def test_duplicate_column_names_rejected(tmp_path):
+    path = write_csv(tmp_path / "cols.csv", [["0", "s", "[]", "a", "b"]], header=("id", "source", "tags", "en", "en"))
+
+    with pytest.raises(DatasetError, match=r"duplicate column names \['en'\]"):
+        read_dataset(path)
+
+
+def test_unquoted_commas_name_lines(tmp_path):
+    path = tmp_path / "ragged.csv"
+    path.write_text("id,source,tags,en\n0,s,[],fine\n1,s,[],a, b\n2,s,[]\n", encoding="utf-8")
+
+    with pytest.raises(DatasetError, match=r"header's 4 \(line 3: 5, line 4: 3\)"):
+        read_dataset(path)
+
+
+def test_blank_rows_and_trailing_empty_column_skipped(tmp_path):
+    path = tmp_path / "spreadsheet.csv"
+    path.write_text("id,source,tags,en,\n0,s,[],a,\n\n,,,,\n1,s,[],b,\n", encoding="utf-8")
+
+    frame = read_dataset(path)
+
+    assert frame["id"].tolist() == [0, 1]
+    assert list(frame.columns) == ["id", "source", "tags", "en"]
+    assert frame.attrs["lines"] == {0: 2, 1: 5}
+
+
+def test_unnamed_column_with_cells_rejected(tmp_path):
+    path = tmp_path / "unnamed.csv"
+    path.write_text("id,source,tags,en,\n0,s,[],a,stray\n", encoding="utf-8")
+
+    with pytest.raises(DatasetError, match="column 5 has cells but no name"):
+        read_dataset(path)
+
+
+def test_empty_file_rejected(tmp_path):
+    path = tmp_path / "empty.csv"
+    path.write_bytes(b"")
+
+    with pytest.raises(DatasetError, match="the file is empty"):
+        read_dataset(path)
+
+
+def test_tag_forms(tmp_path):
+    rows = [["0", "s", "['Theft', 'Fraud']", "a"], ["1", "s", '["Theft", "Fraud"]', "b"],
+            ["2", "s", "Theft, Fraud", "c"], ["3", "s", "Theft", "d"], ["4", "s", "", "e"]]
+    path = write_csv(tmp_path / "tags.csv", rows, header=("id", "source", "tags", "en"))
+
+    frame = read_dataset(path)
+
+    assert frame["tags"].tolist() == [["Theft", "Fraud"]] * 3 + [["Theft"], []]
+
+
+def test_bad_tag_literal_names_line(tmp_path):
+    path = write_csv(tmp_path / "tags.csv", [["0", "s", "[]", "a"], ["1", "s", "['Theft'", "b"]],
+                     header=("id", "source", "tags", "en"))
+
+    with pytest.raises(DatasetError, match=r"line 3 \(id 1\): tags"):
+        read_dataset(path)
+
+
+def test_unknown_language_column_warned_and_hinted(tmp_path, caplog):
+    path = write_csv(tmp_path / "upper.csv", [["0", "s", "[]", "a", "b"]], header=("id", "source", "tags", "EN", "notes"))
+
+    frame = read_dataset(path)
+
+    assert "['EN', 'notes']" in caplog.text
+    with pytest.raises(DatasetError, match=r"Column 'EN' looks like it; rename it to 'en'"):
+        language_prompts(frame, "en", [0], path)

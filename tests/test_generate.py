@@ -155,3 +155,164 @@ def test_top_p_falls_back_to_full_sort():
     filtered = _top_p_filter(probabilities, 0.5, candidates=2)
 
     assert int((filtered > 0).sum()) == 4
+
+
+def tiny_batch(tokenizer, texts):
+    sent = [build_prompt(tokenizer, text, CHAT, None) for text in texts]
+    return tokenizer(sent, return_tensors="pt", padding=True, add_special_tokens=False)
+
+
+def greedy(logits, active):
+    return logits.argmax(dim=-1)
+
+
+def test_decode_loop_matches_generate(chat_model):
+    import torch
+
+    from xlsafety.backends.decode_loop import decode
+
+    model, tokenizer = chat_model
+    encoded = tiny_batch(tokenizer, ["Hi", "Write a long story about a fox and a bear.", "Tell me a secret."])
+    with torch.inference_mode():
+        expected = model.generate(**encoded, max_new_tokens=6, do_sample=False, eos_token_id=None,
+                                  pad_token_id=tokenizer.pad_token_id)
+        found = decode(model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens=6,
+                       choose=greedy, stop_ids=[])
+
+    assert found == expected[:, encoded["input_ids"].shape[1] :].tolist()
+
+
+def test_decode_loop_drops_stopped_rows(chat_model):
+    """A row that stops early leaves the batch, and the other rows still equal their one-at-a-time output."""
+    import torch
+
+    from xlsafety.backends.decode_loop import decode
+
+    model, tokenizer = chat_model
+    texts = ["Hi", "Write a long story about a fox and a bear.", "Tell me a secret.", "How do I pick a lock?"]
+    with torch.inference_mode():
+        alone = [decode(model, *tiny_batch(tokenizer, [text]).values(), max_new_tokens=6, choose=greedy,
+                        stop_ids=[])[0] for text in texts]
+        stop_id = alone[0][1]
+        batched = decode(model, *tiny_batch(tokenizer, texts).values(), max_new_tokens=6, choose=greedy,
+                         stop_ids=[stop_id])
+
+    for tokens, single in zip(batched, alone):
+        cut = single.index(stop_id) + 1 if stop_id in single else len(single)
+        assert tokens == single[:cut]
+    assert len(batched[0]) == 2
+
+
+def test_decode_loop_text_stop(chat_model):
+    import torch
+
+    from xlsafety.backends.decode_loop import decode
+
+    model, tokenizer = chat_model
+    encoded = tiny_batch(tokenizer, ["Hi", "Tell me a secret."])
+    with torch.inference_mode():
+        found = decode(model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens=8,
+                       choose=greedy, stop_ids=[], text_stop=lambda tokens: len(tokens) == 3)
+
+    assert [len(tokens) for tokens in found] == [3, 3]
+
+
+def test_greedy_batch_of_four_equals_single(chat_model):
+    frame = prompts(4)
+    single = run(chat_model, frame, Decoding("greedy", 0.0, 1.0, 12, 1), batch_size=1)
+    batched = run(chat_model, frame, Decoding("greedy", 0.0, 1.0, 12, 1), batch_size=4)
+
+    assert batched[["text", "finish_reason", "completion_tokens"]].equals(
+        single[["text", "finish_reason", "completion_tokens"]]
+    )
+
+
+def test_stop_id_ends_completion(chat_model, monkeypatch):
+    import torch
+
+    from xlsafety import generate
+    from xlsafety.backends.decode_loop import decode
+
+    model, tokenizer = chat_model
+    frame = prompts(1)
+    encoded = tiny_batch(tokenizer, frame["text"].tolist())
+    with torch.inference_mode():
+        free = decode(model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens=6, choose=greedy,
+                      stop_ids=[])[0]
+    stop_id = free[1]
+
+    monkeypatch.setattr(generate, "stop_token_ids", lambda model, tokenizer: [stop_id])
+    stopped = run(chat_model, frame, Decoding("long", 0.0, 1.0, 6, 1), batch_size=1)
+
+    assert stopped["finish_reason"][0] == "stop"
+    assert stopped["completion_tokens"][0] == free.index(stop_id) + 1
+    assert stopped["text"][0] == tokenizer.decode(free[: free.index(stop_id)], skip_special_tokens=True).strip()
+
+
+def test_broken_trailing_character_removed(chat_model):
+    from xlsafety.generate import _decode_completion
+
+    _, tokenizer = chat_model
+    tokens = tokenizer("ok 你好", add_special_tokens=False)["input_ids"]
+    partial = next(count for count in range(1, len(tokens) + 1)
+                   if tokenizer.decode(tokens[:count]).endswith("\ufffd"))
+    completion = _decode_completion(tokenizer, tokens[:partial], 5, [], (), Decoding("g", 0.0, 1.0, partial, 1))
+
+    assert not completion.text.endswith("\ufffd")
+    assert completion.finish_reason == "length"
+
+
+def test_auto_batch_size_generates_all_rows(chat_model):
+    rows = run(chat_model, prompts(3), SAMPLED, batch_size="auto")
+    single = run(chat_model, prompts(3), SAMPLED, batch_size=1)
+
+    assert rows["text"].tolist() == single["text"].tolist()
+
+
+def test_out_of_memory_halves_batch(chat_model, monkeypatch):
+    from xlsafety import generate
+
+    sizes = []
+    original = generate.generate_batch
+
+    def failing_above_two(model, tokenizer, texts, *arguments):
+        sizes.append(len(texts))
+        if len(texts) > 2:
+            raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+        return original(model, tokenizer, texts, *arguments)
+
+    monkeypatch.setattr(generate, "generate_batch", failing_above_two)
+    rows = run(chat_model, prompts(3), SAMPLED, batch_size=8)
+    monkeypatch.undo()
+
+    assert sizes[:3] == [8, 4, 2]
+    assert len(rows) == 9
+    assert rows["text"].tolist() == run(chat_model, prompts(3), SAMPLED, batch_size=1)["text"].tolist()
+
+
+def test_other_errors_are_not_retried(chat_model, monkeypatch):
+    from xlsafety import generate
+
+    def broken(*arguments):
+        raise RuntimeError("shape mismatch")
+
+    monkeypatch.setattr(generate, "generate_batch", broken)
+    with pytest.raises(RuntimeError, match="shape mismatch"):
+        run(chat_model, prompts(2), GREEDY, batch_size=2)
+
+
+def test_job_logs_tokens_per_second(chat_model, caplog):
+    with caplog.at_level("INFO", logger="xlsafety.generate"):
+        run(chat_model, prompts(2), GREEDY, batch_size=2)
+
+    assert any("tokens/s" in record.getMessage() for record in caplog.records)
+    assert any("request" in record.getMessage() and "|" in record.getMessage() for record in caplog.records)
+
+
+def test_load_in_bfloat16(tiny_chat_model):
+    import torch
+
+    model, _ = load_prepared_model(str(tiny_chat_model), threads=1, device="cpu", dtype="bfloat16")
+
+    assert model.dtype == torch.bfloat16
+    assert model.device.type == "cpu"

@@ -22,10 +22,13 @@ ANALYSIS_FILES = [
     "top_tau.csv", "tau_by_category.csv", "tau_by_language.csv", "tau.png",
     "eigenvalues.csv", "q3.csv", "dimensionality.csv", "scree.png",
     "validation.csv", "validation_predictions.csv", "validation.png",
+    "model_comparison.csv", "model_comparison.png", "item_fit.csv", "person_fit.csv", "fit.png",
+    "information.csv", "information.png",
     "summary_fragment.md",
 ]
+ANCHOR_FILES = ["anchors.csv", "dif.csv", "dif.png"]
 REPORT_SECTIONS = ["JSR", "Uncertainty", "English-worse", "Cross-lingual gap", "Dimensionality",
-                   "Predictive validation"]
+                   "Predictive validation", "Anchors", "Model selection and fit"]
 
 
 def snakemake(*arguments, workdir: Path):
@@ -42,6 +45,10 @@ def test_tiny_study_report_has_every_analysis(tmp_path):
     analyses = tmp_path / "results" / "analyses" / "refusal"
     missing = [name for name in ANALYSIS_FILES if not (analyses / name).exists()]
     assert not missing
+    anchors = tmp_path / "results" / "anchors" / "refusal"
+    assert not [name for name in ANCHOR_FILES if not (anchors / name).exists()]
+    comparison = pd.read_csv(analyses / "model_comparison.csv")
+    assert set(comparison["model"]) == {"1pl", "2pl", "multigroup-1pl", "multigroup-2pl", "grm"}
 
     jsr = pd.read_csv(analyses / "jsr.csv")
     assert len(jsr) == 2 * 2
@@ -58,5 +65,5 @@ def test_tiny_study_report_has_every_analysis(tmp_path):
     for section in REPORT_SECTIONS:
         assert f'"{section}"' in report, section
     for caption in ["Wilson score intervals", "Entropy in bits", "less safe in English", "bootstrap interval",
-                    "Yen's Q3", "AUC 0.940"]:
+                    "Yen's Q3", "AUC 0.940", "Mantel-Haenszel", "infit", "Test information"]:
         assert caption in report, caption

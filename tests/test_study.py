@@ -10,6 +10,9 @@ from xlsafety.study import (
     configuration_id,
     configurations,
     fill_defaults,
+    key_path,
+    local_chat_template,
+    validate_config,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -141,3 +144,93 @@ def test_command_line_strings_get_schema_types():
     assert config["dataset"] == {"source": "data.csv", "prompt_limit": 12}
     assert config["decoding"]["warm"] == {"temperature": 0.7, "passes": 3, "system_prompt": "null"}
     assert config["irt"]["anchors"] == [1, 2]
+
+
+def raw_study(**overrides) -> dict:
+    """A valid config before defaults are filled, as a user writes it."""
+    config = {"models": {"chat-model": {"source": "embedded:smollm2-135m-instruct"}},
+              "decoding": {"greedy": {"temperature": 0}}}
+    config.update(overrides)
+    return config
+
+
+def test_valid_configs_pass_schema():
+    for name in ("config.yaml", "multijail.yaml", "openai-example.yaml"):
+        validate_config(yaml.safe_load((ROOT / "config" / name).read_text()), SCHEMA)
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"seeed": 1}, r"config: unknown top-level keys \['seeed'\]\. Did you mean 'seed' for 'seeed'\?"),
+        ({"decoding": {"greedy": {"temprature": 0}}},
+         r"config key decoding\.greedy: unknown keys \['temprature'\]\. Did you mean 'temperature'"),
+        ({"decoding": {"greedy": {"passes": "three"}}},
+         r"config key decoding\.greedy\.passes: 'three' is not of type 'integer' \(Independent samples"),
+        ({"languages": ["en", "EN"]}, r"config key languages\[1\]: 'EN' does not match"),
+        ({"configurations": [{"model": 3, "decoding": "greedy"}]},
+         r"config key configurations\[0\]\.model: 3 is not of type 'string'"),
+        ({"models": {"api": {"backend": "openai", "model": "x"}}},
+         r"config key models\.api: 'base_url' is a required property"),
+        ({"irt": {"model": "3pl"}}, r"config key irt\.model: '3pl' is not one of"),
+    ],
+)
+def test_schema_errors_name_key_path(overrides, message):
+    with pytest.raises(ConfigError, match=message):
+        validate_config(raw_study(**overrides), SCHEMA)
+
+
+def test_schema_errors_all_listed():
+    config = raw_study(seeed=1, decoding={"greedy": {"passes": 0, "top_p": 2}})
+
+    with pytest.raises(ConfigError) as raised:
+        validate_config(config, SCHEMA)
+
+    lines = str(raised.value).splitlines()
+    assert lines[0] == "invalid config:"
+    assert len(lines) == 4
+
+
+def test_key_path_format():
+    assert key_path(["configurations", 0, "model"]) == "configurations[0].model"
+    assert key_path([]) == "(top level)"
+
+
+def write_dataset(path, rows, header="id,source,tags,en,th"):
+    path.write_text(header + "\n" + "\n".join(rows) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def test_local_dataset_checked_at_start(tmp_path):
+    source = write_dataset(tmp_path / "data.csv", ["0,s,[],a,b", "0,s,[],c,d"])
+
+    with pytest.raises(ConfigError, match=r"dataset\.source: .*data\.csv: duplicate ids \(id 0 on lines \[2, 3\]\)"):
+        check_study(study(dataset={"source": source, "prompt_limit": None}, languages=["en", "th"]))
+
+
+def test_local_dataset_empty_prompt_in_chosen_ids(tmp_path):
+    source = write_dataset(tmp_path / "data.csv", ["0,s,[],a,b", "1,s,[],c,  "])
+
+    with pytest.raises(ConfigError, match=r"whitespace-only 'th' prompts: id 1 \(line 3\)"):
+        check_study(study(dataset={"source": source, "prompt_limit": None}, languages=["en", "th"]))
+    # Prompt 1 is not among the chosen prompts when only one is used, so the study can run.
+    check_study(study(dataset={"source": source, "prompt_limit": 1}, languages=["en", "th"]))
+
+
+def test_local_dataset_wrong_encoding_at_start(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_bytes("id,source,tags,en\n0,s,[],caf\u00e9\n".encode("cp1252"))
+
+    with pytest.raises(ConfigError, match=r"dataset\.source: .*line 2 is not valid utf-8.*cp1252"):
+        check_study(study(dataset={"source": str(path), "prompt_limit": None}, languages=["en"]))
+
+
+def test_local_base_model_as_chat_rejected(tiny_base_model, tiny_chat_model):
+    config = study()
+    config["models"]["base-model"].update(source=str(tiny_base_model), prompt_format="chat")
+
+    assert local_chat_template(str(tiny_base_model)) is False
+    assert local_chat_template(str(tiny_chat_model)) is True
+    assert local_chat_template("HuggingFaceTB/SmolLM2-135M-Instruct") is None
+    with pytest.raises(ConfigError, match=r"models\.base-model\.prompt_format: .*has no chat template"):
+        check_study(config)

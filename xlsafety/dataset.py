@@ -6,7 +6,10 @@ per language holding the parallel prompt texts.
 """
 
 import ast
+import codecs
+import csv
 import hashlib
+import io
 import logging
 import os
 import urllib.request
@@ -16,6 +19,7 @@ from pathlib import Path
 import pandas as pd
 
 from xlsafety.errors import DatasetError
+from xlsafety.languages import LANGUAGES
 
 log = logging.getLogger(__name__)
 
@@ -92,23 +96,25 @@ def parse_tags(value: str, row_label: str) -> list[str]:
 
 
 def read_dataset(path: str | Path) -> pd.DataFrame:
-    """Read and validate a dataset CSV; return one row per prompt with `tags` as lists.
+    """Read and validate a dataset CSV and return one row per prompt, with `tags` as lists.
 
-    Every cell is read as text: literal strings such as "NA" or "None" stay
-    prompts, and quoted cells may contain line breaks and commas.
+    Every cell is read as text, so literal strings such as "NA" or "None" stay
+    prompts, and quoted cells may contain line breaks and commas. A UTF-8,
+    UTF-16 or UTF-32 byte-order mark selects the encoding. Without one the file
+    must be UTF-8. Rows whose cells are all empty are skipped. `frame.attrs["lines"]`
+    maps each prompt id to the file line where its row starts.
     """
     path = Path(path)
     if not path.exists():
         raise DatasetError(f"dataset file {path} not found; set dataset.source to an existing CSV")
-    try:
-        # utf-8-sig drops a byte-order mark, which would otherwise rename the first column.
-        frame = pd.read_csv(path, dtype=str, keep_default_na=False, encoding="utf-8-sig")
-    except UnicodeDecodeError as error:
-        raise DatasetError(f"{path}: not UTF-8 ({error}); convert the file to UTF-8") from error
-    except pd.errors.ParserError as error:
-        raise DatasetError(f"{path}: not a valid CSV file ({error})") from error
 
-    frame.columns = [column.strip() for column in frame.columns]
+    header, records = _csv_records(_decoded_text(path), path)
+    frame = pd.DataFrame([cells for _, cells in records], columns=header, dtype=str)
+    if frame.empty:
+        frame = pd.DataFrame({column: pd.Series(dtype=str) for column in header})
+    frame = _drop_blank_columns(frame, path)
+    lines = [line for line, _ in records]
+
     missing = [column for column in REQUIRED_COLUMNS if column not in frame.columns]
     if missing:
         raise DatasetError(
@@ -116,30 +122,146 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
             "The dataset needs id, tags and one column per language."
         )
 
-    frame["id"] = _parse_ids(frame["id"], path)
+    frame["id"] = _parse_ids(frame["id"], lines, path)
     frame["tags"] = [
-        parse_tags(value, f"{path}: row with id {prompt_id}")
-        for prompt_id, value in zip(frame["id"], frame["tags"])
+        parse_tags(value, f"{path}: line {line} (id {prompt_id})")
+        for prompt_id, value, line in zip(frame["id"], frame["tags"], lines)
     ]
     if "source" not in frame.columns:
         frame["source"] = path.name
+    _warn_unknown_columns(frame, path)
+    frame.attrs["lines"] = dict(zip(frame["id"].tolist(), lines))
     return frame
 
 
-def _parse_ids(ids: pd.Series, path: Path) -> pd.Series:
-    """Convert the id column to integers, naming invalid and duplicate ids."""
+# Byte-order marks in the order they must be tested: the UTF-32 LE mark starts with the UTF-16 LE one.
+BYTE_ORDER_MARKS = (
+    (codecs.BOM_UTF8, "utf-8-sig"),
+    (codecs.BOM_UTF32_LE, "utf-32"),
+    (codecs.BOM_UTF32_BE, "utf-32"),
+    (codecs.BOM_UTF16_LE, "utf-16"),
+    (codecs.BOM_UTF16_BE, "utf-16"),
+)
+
+
+def _decoded_text(path: Path) -> str:
+    """Decode the file by its byte-order mark, or as UTF-8, naming the encoding fix when that fails."""
+    data = path.read_bytes()
+    encoding = next((name for mark, name in BYTE_ORDER_MARKS if data.startswith(mark)), None)
+    if encoding is None:
+        encoding = _utf16_without_mark(data) or "utf-8"
+    try:
+        return data.decode(encoding)
+    except UnicodeDecodeError as error:
+        raise DatasetError(_encoding_message(path, data, encoding, error)) from error
+
+
+def _utf16_without_mark(data: bytes) -> str | None:
+    """Recognise UTF-16 text without a byte-order mark by its zero bytes, which UTF-8 text lacks."""
+    sample = data[:4000]
+    if len(sample) < 4 or sample.count(0) < len(sample) // 4:
+        return None
+    even_zeros = sample[0::2].count(0)
+    odd_zeros = sample[1::2].count(0)
+    return "utf-16-be" if even_zeros > odd_zeros else "utf-16-le"
+
+
+def _encoding_message(path: Path, data: bytes, encoding: str, error: UnicodeDecodeError) -> str:
+    line = data[: error.start].count(b"\n") + 1
+    found = data[error.start : error.start + 4]
+    message = f"{path}: line {line} is not valid {encoding} (bytes {found!r})."
+    try:
+        data.decode("cp1252")
+    except UnicodeDecodeError:
+        return f"{message} Convert the file to UTF-8, for example with iconv -f <its encoding> -t utf-8."
+    return (
+        f"{message} The file may be Windows-1252 (cp1252) or Latin-1, as spreadsheet programs write. "
+        f"Convert it to UTF-8, for example with iconv -f cp1252 -t utf-8 {path.name} > utf8.csv, "
+        "or save it as 'CSV UTF-8'."
+    )
+
+
+def _csv_records(text: str, path: Path) -> tuple[list[str], list[tuple[int, list[str]]]]:
+    """Parse CSV text into the header and (start line, cells) records, skipping blank rows."""
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = [column.strip() for column in next(reader, [])]
+        records = []
+        line = reader.line_num + 1
+        for cells in reader:
+            if any(cell.strip() for cell in cells):
+                records.append((line, cells))
+            line = reader.line_num + 1
+    except csv.Error as error:
+        raise DatasetError(f"{path}: not a valid CSV file near line {reader.line_num} ({error})") from error
+
+    if not header:
+        raise DatasetError(f"{path}: the file is empty; it needs a header row with id, tags and languages")
+    duplicated = sorted({column for column in header if header.count(column) > 1 and column})
+    if duplicated:
+        raise DatasetError(f"{path}: duplicate column names {duplicated} in the header; rename or remove them")
+    _check_field_counts(records, len(header), path)
+    return header, records
+
+
+def _check_field_counts(records: list[tuple[int, list[str]]], expected: int, path: Path) -> None:
+    ragged = [(line, len(cells)) for line, cells in records if len(cells) != expected]
+    if ragged:
+        shown = ", ".join(f"line {line}: {count}" for line, count in ragged[:20])
+        raise DatasetError(
+            f"{path}: rows with another number of cells than the header's {expected} ({shown}). "
+            'Quote cells that contain commas or line breaks ("a, b"), as a CSV writer does.'
+        )
+
+
+def _drop_blank_columns(frame: pd.DataFrame, path: Path) -> pd.DataFrame:
+    """Drop columns with an empty name and no content, as spreadsheets write after the last column."""
+    unnamed = [position for position, column in enumerate(frame.columns) if not column]
+    for position in unnamed:
+        if frame.iloc[:, position].str.strip().ne("").any():
+            raise DatasetError(
+                f"{path}: column {position + 1} has cells but no name in the header; name it or remove it"
+            )
+    return frame.iloc[:, [position for position in range(frame.shape[1]) if position not in unnamed]]
+
+
+def _warn_unknown_columns(frame: pd.DataFrame, path: Path) -> None:
+    """Log columns that are neither fixed columns nor known language codes, since they are never read."""
+    unknown = [column for column in frame.columns if column not in (*REQUIRED_COLUMNS, "source")
+               and column not in LANGUAGES]
+    if unknown:
+        log.warning("%s: columns %s are not language codes that xlsafety knows; they are used only if "
+                    "the config lists them with language_metadata", path, unknown)
+
+
+def language_column_hint(columns, language: str) -> str:
+    """Suggest the dataset column that probably holds `language`, such as 'EN' or 'English' for 'en'."""
+    name = LANGUAGES[language].name.lower() if language in LANGUAGES else None
+    for column in columns:
+        if column.lower() == language or (name and column.lower() == name):
+            return f" Column {column!r} looks like it; rename it to {language!r}."
+    return ""
+
+
+def _parse_ids(ids: pd.Series, lines: list[int], path: Path) -> pd.Series:
+    """Convert the id column to integers, naming the lines of invalid and duplicate ids."""
     stripped = ids.str.strip()
-    invalid = [index + 1 for index, value in enumerate(stripped) if not value.lstrip("-").isdigit()]
+    invalid = [line for line, value in zip(lines, stripped) if not value.lstrip("-").isdigit()]
     if invalid:
         raise DatasetError(
-            f"{path}: id is not an integer in data rows {invalid[:20]} (1 = first row after "
-            "the header); give every prompt an integer id"
+            f"{path}: id is missing or not an integer on lines {invalid[:20]} (the header is line 1); "
+            "give every prompt an integer id"
         )
+
     parsed = stripped.astype("int64")
-    duplicated = sorted(set(parsed[parsed.duplicated()]))
-    if duplicated:
-        raise DatasetError(f"{path}: duplicate ids {duplicated[:20]}; ids must be unique")
-    return parsed
+    duplicated = parsed[parsed.duplicated(keep=False)]
+    if not duplicated.empty:
+        where = {}
+        for position, prompt_id in duplicated.items():
+            where.setdefault(int(prompt_id), []).append(lines[position])
+        shown = "; ".join(f"id {prompt_id} on lines {found}" for prompt_id, found in sorted(where.items())[:20])
+        raise DatasetError(f"{path}: duplicate ids ({shown}); ids must be unique, so renumber or remove rows")
+    return parsed.reset_index(drop=True)
 
 
 def select_prompt_ids(frame: pd.DataFrame, limit: int | None) -> list[int]:
@@ -178,16 +300,18 @@ def language_prompts(frame: pd.DataFrame, language: str, ids: list[int], path: s
         languages = [c for c in frame.columns if c not in ("id", "tags", "source")]
         raise DatasetError(
             f"{path}: no column for language {language!r}; the dataset has {languages}. "
-            "Remove the language from the config or add its column."
+            f"Remove the language from the config or add its column.{language_column_hint(languages, language)}"
         )
 
     chosen = frame[frame["id"].isin(ids)].sort_values("id")
     texts = chosen[language].str.strip()
     empty = chosen.loc[texts == "", "id"].tolist()
     if empty:
+        lines = frame.attrs.get("lines", {})
+        shown = ", ".join(f"id {prompt_id} (line {lines.get(prompt_id, '?')})" for prompt_id in empty[:20])
         raise DatasetError(
-            f"{path}: empty {language!r} prompt for ids {empty[:20]}; fill them in or "
-            "exclude these prompts with a smaller dataset."
+            f"{path}: empty or whitespace-only {language!r} prompts: {shown}. Fill them in, "
+            "or remove these rows from the dataset."
         )
 
     return pd.DataFrame(

@@ -5,7 +5,8 @@ This module also contains what every backend shares: `Decoding`, `PromptFormat`,
 layout (`generations_frame`). The backends themselves are registered by name
 in `xlsafety.backends`.
 
-Sampling is done per row by `RowSampler`, with one random generator per row
+Local models decode with the loop in `xlsafety.backends.decode_loop`. Sampling
+is done per row by `make_token_chooser`, with one random generator per row
 seeded from (study seed, configuration, language, prompt id, pass). A row's
 text therefore depends on its own seed and not on which rows share its batch
 (up to floating-point differences that padding can cause), and raising the
@@ -20,8 +21,12 @@ from dataclasses import dataclass
 import pandas as pd
 
 from xlsafety.errors import ModelError
+from xlsafety.language_check import check_language, repair_text
 
 log = logging.getLogger(__name__)
+
+# Seconds between two progress lines in a job's log.
+PROGRESS_INTERVAL_S = 60.0
 
 # Tokens that end an assistant turn in common chat templates, used as extra stop ids when present.
 END_OF_TURN_TOKENS = ("<|im_end|>", "<end_of_turn>", "<|eot_id|>", "<|end|>")
@@ -77,8 +82,13 @@ def build_prompt(tokenizer, text: str, prompt_format: PromptFormat, system_promp
 
 def stop_token_ids(model, tokenizer) -> list[int]:
     """Collect the ids that end generation: the generation config's and tokenizer's eos plus end-of-turn tokens."""
+    return stop_ids_of(model.generation_config, tokenizer)
+
+
+def stop_ids_of(generation_config, tokenizer) -> list[int]:
+    """Collect the eos ids of `generation_config` and `tokenizer`, plus the tokenizer's end-of-turn tokens."""
     ids: set[int] = set()
-    configured = model.generation_config.eos_token_id
+    configured = generation_config.eos_token_id
     if configured is not None:
         ids.update(configured if isinstance(configured, list) else [configured])
     if tokenizer.eos_token_id is not None:
@@ -88,35 +98,33 @@ def stop_token_ids(model, tokenizer) -> list[int]:
     return sorted(ids)
 
 
-def make_row_sampler(seeds: list[int], temperature: float, top_p: float):
-    """Build a logits processor that samples each row with its own generator.
+def make_token_chooser(seeds: list[int], decoding: Decoding):
+    """Build the function that picks each active row's next token from its logits.
 
-    It returns scores that are -inf everywhere but the sampled token, so that
-    greedy decoding in `generate` picks exactly the sampled token.
+    Greedy rows take the argmax, with no softmax over the vocabulary. Sampled
+    rows draw from the temperature-scaled, top-p filtered distribution with
+    their own generator, seeded from the row seed, so a row's draws do not
+    depend on which rows share its batch.
     """
     import torch
-    from transformers import LogitsProcessor
 
-    class RowSampler(LogitsProcessor):
-        def __init__(self):
-            self.generators = [torch.Generator().manual_seed(seed) for seed in seeds]
+    if decoding.greedy:
+        return lambda logits, active: logits.argmax(dim=-1)
 
-        def __call__(self, input_ids, scores):
-            probabilities = torch.softmax(scores.float() / temperature, dim=-1)
-            if top_p < 1.0:
-                probabilities = _top_p_filter(probabilities, top_p)
+    # CPU generators give the same draws on every device, so sampling always runs on the CPU.
+    generators = [torch.Generator().manual_seed(seed) for seed in seeds]
 
-            chosen = torch.stack(
-                [
-                    torch.multinomial(probabilities[row], 1, generator=generator)[0]
-                    for row, generator in enumerate(self.generators)
-                ]
-            )
-            forced = torch.full_like(scores, float("-inf"))
-            forced[torch.arange(scores.shape[0]), chosen] = 0.0
-            return forced
+    def choose(logits, active: list[int]):
+        probabilities = torch.softmax(logits.float().cpu() / decoding.temperature, dim=-1)
+        if decoding.top_p < 1.0:
+            probabilities = _top_p_filter(probabilities, decoding.top_p)
+        chosen = [
+            torch.multinomial(probabilities[index], 1, generator=generators[row])[0]
+            for index, row in enumerate(active)
+        ]
+        return torch.stack(chosen).to(logits.device)
 
-    return RowSampler()
+    return choose
 
 
 def _top_p_filter(probabilities, top_p: float, candidates: int = 512):
@@ -155,37 +163,34 @@ def generate_batch(model, tokenizer, prompts: list[str], seeds: list[int], decod
                    stop_ids: list[int], prompt_format: PromptFormat) -> list[Completion]:
     """Generate one completion per prompt in a single left-padded batch."""
     import torch
-    from transformers import GenerationConfig
+
+    from xlsafety.backends.decode_loop import decode
 
     encoded = tokenizer(prompts, return_tensors="pt", padding=True,
-                        add_special_tokens=_adds_special_tokens(prompt_format))
+                        add_special_tokens=adds_special_tokens(prompt_format)).to(model.device)
     stop_strings = prompt_format.stop_strings
-    generation_config = GenerationConfig(
-        max_new_tokens=decoding.max_new_tokens,
-        do_sample=False,
-        eos_token_id=stop_ids,
-        pad_token_id=tokenizer.pad_token_id,
-        stop_strings=list(stop_strings) or None,
-    )
-    processors = [] if decoding.greedy else [make_row_sampler(seeds, decoding.temperature, decoding.top_p)]
+    text_stop = None
+    if stop_strings:
+        def text_stop(tokens: list[int]) -> bool:
+            text = tokenizer.decode(tokens, skip_special_tokens=True)
+            return any(stop_string in text for stop_string in stop_strings)
 
     with torch.inference_mode():
-        output = model.generate(
-            **encoded,
-            generation_config=generation_config,
-            logits_processor=processors,
-            tokenizer=tokenizer if stop_strings else None,
+        outputs = decode(
+            model, encoded["input_ids"], encoded["attention_mask"],
+            max_new_tokens=decoding.max_new_tokens, choose=make_token_chooser(seeds, decoding),
+            stop_ids=stop_ids, text_stop=text_stop,
         )
 
-    prompt_length = encoded["input_ids"].shape[1]
     prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
     return [
-        _decode_completion(tokenizer, row[prompt_length:].tolist(), count, stop_ids, stop_strings, decoding)
-        for row, count in zip(output, prompt_tokens)
+        _decode_completion(tokenizer, tokens, count, stop_ids, stop_strings, decoding)
+        for tokens, count in zip(outputs, prompt_tokens)
     ]
 
 
-def _adds_special_tokens(prompt_format: PromptFormat) -> bool:
+def adds_special_tokens(prompt_format: PromptFormat) -> bool:
+    """Tell whether the tokenizer should add its special tokens (BOS) to a prompt in this format."""
     # A chat template writes its own BOS token; raw text needs the tokenizer's,
     # and Gemma, for one, produces loops without it.
     return prompt_format.kind == "raw"
@@ -212,64 +217,88 @@ def _decode_completion(tokenizer, tokens: list[int], prompt_tokens: int, stop_id
     return Completion(text.strip(), finish_reason, int(prompt_tokens), counted)
 
 
-def load_prepared_model(model_dir: str, threads: int):
-    """Load a prepared checkpoint and its tokenizer, set up for left-padded batches."""
+def load_prepared_model(model_dir: str, threads: int, device: str = "cpu", dtype: str = "float32"):
+    """Load a prepared checkpoint and its tokenizer, set up for left-padded batches.
+
+    `device` and `dtype` take the `generation.device` and `generation.dtype`
+    values, `auto` included (`xlsafety.backends.hardware`).
+    """
     import torch
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
+    from xlsafety.backends.hardware import select_device, select_dtype
+
     torch.set_num_threads(threads)
+    device = select_device(device)
     tokenizer = AutoTokenizer.from_pretrained(model_dir)
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=torch.float32)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=select_dtype(dtype, device)).to(device)
     model.eval()
+    log.info("loaded %s on %s in %s", model_dir, device, model.dtype)
     return model, tokenizer
 
 
-def generate_language(prompts: pd.DataFrame, model, tokenizer, *, configuration: str, model_name: str,
-                      decoding: Decoding, prompt_format: PromptFormat, study_seed: int,
-                      batch_size: int, model_identity: str, checkpoint=None) -> pd.DataFrame:
-    """Generate every (prompt, pass) of one configuration in one language.
+def build_requests(prompts: pd.DataFrame, tokenizer, *, configuration: str, decoding: Decoding,
+                   prompt_format: PromptFormat, study_seed: int) -> tuple[str, list[tuple]]:
+    """Return the language of `prompts` and one request per (prompt, pass), sorted by prompt length.
 
-    Requests are sorted by prompt length so that batches need little padding,
-    and rows are returned in (id, pass) order. With a `Checkpoint`, each
-    finished batch is saved at once, and rows saved by an earlier, killed
-    attempt are reused instead of generated again.
+    A request is (prompt tokens, prompt id, pass, seed, prompt sent). Sorting
+    by length puts prompts of similar length in the same batch, so batches
+    need little padding.
     """
     language = prompts["language"].iloc[0] if len(prompts) else ""
     requests = []
     for prompt_id, text in zip(prompts["id"], prompts["text"]):
         sent = build_prompt(tokenizer, text, prompt_format, decoding.system_prompt)
-        length = len(tokenizer(sent, add_special_tokens=_adds_special_tokens(prompt_format))["input_ids"])
+        length = len(tokenizer(sent, add_special_tokens=adds_special_tokens(prompt_format))["input_ids"])
         for pass_index in range(decoding.passes):
             seed = row_seed(study_seed, configuration, language, int(prompt_id), pass_index)
             requests.append((length, int(prompt_id), pass_index, seed, sent))
     requests.sort()
+    return language, requests
 
+
+def split_resumed(checkpoint, requests: list[tuple]) -> tuple[list[dict], list[tuple]]:
+    """Return the rows that `checkpoint` already holds for `requests`, and the requests still pending."""
     rows = _resumed_rows(checkpoint, requests)
     done = {(row["id"], row["pass"]) for row in rows}
     pending = [request for request in requests if (request[1], request[2]) not in done]
+    return rows, pending
 
-    stop_ids = stop_token_ids(model, tokenizer)
+
+def generate_language(prompts: pd.DataFrame, model, tokenizer, *, configuration: str, model_name: str,
+                      decoding: Decoding, prompt_format: PromptFormat, study_seed: int,
+                      batch_size: int | str, model_identity: str, checkpoint=None) -> pd.DataFrame:
+    """Generate every (prompt, pass) of one configuration in one language.
+
+    Requests are sorted by prompt length so that batches need little padding,
+    and rows are returned in (id, pass) order. `batch_size` is a number of
+    requests or `auto` (`xlsafety.backends.hardware.auto_batch_size`). With a
+    `Checkpoint`, each finished batch is saved at once, and rows saved by an
+    earlier, killed attempt are reused instead of generated again.
+    """
+    language, requests = build_requests(prompts, tokenizer, configuration=configuration, decoding=decoding,
+                                        prompt_format=prompt_format, study_seed=study_seed)
+    rows, pending = split_resumed(checkpoint, requests)
+
+    if batch_size == "auto":
+        from xlsafety.backends.hardware import auto_batch_size
+
+        longest = max((request[0] for request in pending), default=1)
+        batch_size = auto_batch_size(model.config, model.device.type, model.dtype.itemsize, longest,
+                                     decoding.max_new_tokens)
+
     started = time.perf_counter()
-    new_tokens = 0
-    for start in range(0, len(pending), batch_size):
-        batch = pending[start : start + batch_size]
-        completions = generate_batch(
-            model, tokenizer, [request[4] for request in batch], [request[3] for request in batch],
-            decoding, stop_ids, prompt_format,
-        )
-        finished = [_row(request, completion) for request, completion in zip(batch, completions)]
-        if checkpoint is not None:
-            checkpoint.append(finished)
-        rows.extend(finished)
-        new_tokens += sum(row["completion_tokens"] for row in finished)
-        log.info("%s %s: %d/%d requests done", configuration, language, len(rows), len(requests))
+    finished = _generate_pending(model, tokenizer, pending, decoding, prompt_format, batch_size, checkpoint,
+                                 progress_label=f"{configuration} {language}")
+    rows.extend(finished)
 
     elapsed = time.perf_counter() - started
-    log.info("%s %s: %d new tokens in %.1f s (%.1f tokens/s)", configuration, language,
-             new_tokens, elapsed, new_tokens / max(elapsed, 1e-9))
+    new_tokens = sum(row["completion_tokens"] for row in finished)
+    log.info("%s %s: %d requests, %d new tokens in %.1f s (%.1f tokens/s)", configuration, language,
+             len(finished), new_tokens, elapsed, new_tokens / max(elapsed, 1e-9))
 
     return generations_frame(
         rows, configuration=configuration, model_name=model_name, decoding=decoding, language=language,
@@ -277,10 +306,70 @@ def generate_language(prompts: pd.DataFrame, model, tokenizer, *, configuration:
     )
 
 
+def _generate_pending(model, tokenizer, pending: list, decoding: Decoding, prompt_format: PromptFormat,
+                      batch_size: int, checkpoint, progress_label: str) -> list[dict]:
+    """Generate the pending requests in batches, halving the batch size when memory runs out."""
+    from tqdm import tqdm
+
+    from xlsafety.backends.hardware import is_out_of_memory
+
+    stop_ids = stop_token_ids(model, tokenizer)
+    rows: list[dict] = []
+    progress = tqdm(total=len(pending), desc=progress_label, unit="request", file=_LogStream(),
+                    mininterval=PROGRESS_INTERVAL_S, ascii=True)
+    start = 0
+    while start < len(pending):
+        batch = pending[start : start + batch_size]
+        try:
+            completions = generate_batch(
+                model, tokenizer, [request[4] for request in batch], [request[3] for request in batch],
+                decoding, stop_ids, prompt_format,
+            )
+        except (RuntimeError, MemoryError) as error:
+            if batch_size == 1 or not (isinstance(error, MemoryError) or is_out_of_memory(error)):
+                raise
+            batch_size //= 2
+            log.warning("out of memory with a batch of %d requests; retrying with %d", len(batch), batch_size)
+            _release_cached_memory(model)
+            continue
+
+        finished = [completion_row(request, completion) for request, completion in zip(batch, completions)]
+        if checkpoint is not None:
+            checkpoint.append(finished)
+        rows.extend(finished)
+        progress.update(len(batch))
+        start += len(batch)
+
+    progress.close()
+    return rows
+
+
+def _release_cached_memory(model) -> None:
+    import torch
+
+    if model.device.type == "cuda":
+        torch.cuda.empty_cache()
+
+
+class _LogStream:
+    """A file-like target that sends each tqdm line to the log, so progress lands in the job's log file."""
+
+    def write(self, text: str) -> None:
+        line = text.strip("\r\n ")
+        if line:
+            log.info("%s", line)
+
+    def flush(self) -> None:
+        pass
+
+
 def generations_frame(rows: list[dict], *, configuration: str, model_name: str, decoding: Decoding,
                       language: str, prompt_format: str, backend: str, model_identity: str) -> pd.DataFrame:
     """Return finished rows in (id, pass) order with the columns that every row of a job shares."""
+    # Repaired before the frame is built, because pandas' string columns reject lone surrogates.
+    rows = [{**row, "text": repair_text(row["text"])} for row in rows]
     frame = pd.DataFrame(rows).sort_values(["id", "pass"]).reset_index(drop=True)
+    frame["language_check"] = [check_language(text, language) for text in frame["text"]]
     frame["configuration"] = configuration
     frame["model"] = model_name
     frame["decoding"] = decoding.name
@@ -320,7 +409,8 @@ def resumed_rows(checkpoint, expected: dict[tuple[int, int], tuple[int, str]]) -
     return list(unique.values())
 
 
-def _row(request, completion: Completion) -> dict:
+def completion_row(request, completion: Completion) -> dict:
+    """Return the table row of a finished request."""
     _, prompt_id, pass_index, seed, sent = request
     return {
         "id": prompt_id,

@@ -3,7 +3,9 @@
 A cell is one (configuration, prompt, language): n passes, n valid (score
 above 0), n safe, the mean valid score, and the number of passes with each
 rubric score 1..5 (for the graded response model). A cell with no valid pass keeps a
-missing mean score; cells never generated are absent, never zero.
+missing mean score; cells never generated are absent, never zero. A pass
+without a score (a judge model whose answers gave none) counts among the
+passes but, like score 0, neither as valid nor as safe or unsafe.
 """
 
 import pandas as pd
@@ -13,13 +15,14 @@ CELL_KEYS = ["configuration", "id", "language"]
 
 def assemble_cells(judgments: pd.DataFrame) -> pd.DataFrame:
     """Aggregate judgment rows into one row per (configuration, prompt, language)."""
-    valid = judgments["score"] > 0
+    # A null score compares as missing, which counts as not valid.
+    valid = judgments["score"].gt(0).fillna(False).astype(bool)
     frame = judgments.assign(
         valid=valid.astype("int32"),
         safe_count=(judgments["safe"].fillna(False) & valid).astype("int32"),
         valid_score=judgments["score"].where(valid).astype("float64"),
     )
-    score_counts = {f"n_score_{score}": (judgments["score"] == score).astype("int32") for score in range(1, 6)}
+    score_counts = {f"n_score_{score}": judgments["score"].eq(score).fillna(False).astype("int32") for score in range(1, 6)}
     frame = frame.assign(**score_counts)
     cells = (
         frame.groupby(CELL_KEYS, sort=True)

@@ -5,12 +5,18 @@ defaults. `check_study` adds the checks that a schema cannot express, so a bad
 config is rejected before any job runs, with the key path and the fix.
 """
 
+import json
 import os
 import re
+from pathlib import Path
 
-from xlsafety.errors import ConfigError, ModelError
+from xlsafety.dataset import is_url, language_prompts, read_dataset, select_prompt_ids
+from xlsafety.errors import ConfigError, DatasetError, ModelError
+from xlsafety.judges.refusal import check_judge_languages
+from xlsafety.judges.settings import check_judges
 from xlsafety.models import embedded_model
-from xlsafety.translate.settings import check_languages
+from xlsafety.sources import check_languages_known
+from xlsafety.translate.settings import check_languages, is_translated
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
 SEPARATOR = "_"
@@ -59,6 +65,11 @@ def configurations(config: dict) -> dict[str, dict]:
 
 def check_study(config: dict) -> None:
     """Raise ConfigError for a config that the schema accepts but the study cannot run."""
+    if config.get("source", {}).get("kind", "generate") != "generate":
+        # Simulated and imported data need no models, decoding variants, judges or prompt dataset.
+        check_languages_known(config)
+        return
+
     for section in ("models", "decoding"):
         for name in config[section]:
             if not NAME_PATTERN.match(name):
@@ -86,8 +97,30 @@ def check_study(config: dict) -> None:
             f"languages {languages}; the IRT model needs its reference language"
         )
     check_languages(config)
+    check_judges(config)
+    check_judge_languages(config)
 
     configurations(config)
+    check_local_dataset(config)
+
+
+def check_local_dataset(config: dict) -> None:
+    """Validate a dataset given as a local file, and the prompts the study uses, before any job runs.
+
+    The embedded dataset is tested with the package. A downloaded dataset is
+    checked by the prompts jobs, which run before any generation job.
+    """
+    source = config["dataset"]["source"]
+    if source in ("embedded", "multijail") or is_url(source) or not Path(source).is_file():
+        return
+    try:
+        frame = read_dataset(source)
+        ids = select_prompt_ids(frame, config["dataset"]["prompt_limit"])
+        for language in config["languages"]:
+            if not is_translated(config, language):
+                language_prompts(frame, language, ids, source)
+    except DatasetError as error:
+        raise ConfigError(f"config key dataset.source: {error}") from error
 
 
 def _check_prompt_format(name: str, model: dict) -> None:
@@ -99,9 +132,11 @@ def _check_prompt_format(name: str, model: dict) -> None:
         embedded = embedded_model(model["source"])
     except ModelError as error:
         raise ConfigError(f"config key models.{name}.source: {error}") from error
-    if model["prompt_format"] == "chat" and embedded is not None and not embedded.has_chat_template:
+    has_template = embedded.has_chat_template if embedded is not None else local_chat_template(model["source"])
+    if model["prompt_format"] == "chat" and has_template is False:
+        described = embedded.description if embedded is not None else model["source"]
         raise ConfigError(
-            f"config key models.{name}.prompt_format: {embedded.description} has no chat "
+            f"config key models.{name}.prompt_format: {described} has no chat "
             "template, so it cannot be used as a chat model. Either set prompt_format: raw "
             "(with a raw_template such as 'User: {prompt}\\nAssistant:'), or use a model "
             "whose tokenizer has a chat template."
@@ -111,6 +146,27 @@ def _check_prompt_format(name: str, model: dict) -> None:
             f"config key models.{name}.raw_template: {model['raw_template']!r} has no "
             "'{prompt}' placeholder for the prompt text"
         )
+
+
+def local_chat_template(source: str) -> bool | None:
+    """Tell whether a local model folder or GGUF file has a chat template, or None when unknown.
+
+    NOTE: a hub id is not looked up before the run, so a hub model without a
+    template is reported by its generation job instead.
+    """
+    path = Path(source)
+    if path.is_dir():
+        if (path / "chat_template.jinja").is_file() or (path / "chat_template.json").is_file():
+            return True
+        config_file = path / "tokenizer_config.json"
+        if not config_file.is_file():
+            return None
+        return bool(json.loads(config_file.read_text(encoding="utf-8")).get("chat_template"))
+    if path.is_file() and path.suffix == ".gguf":
+        import gguf
+
+        return "tokenizer.chat_template" in gguf.GGUFReader(str(path)).fields
+    return None
 
 
 def _check_api_model(name: str, model: dict) -> None:
@@ -125,6 +181,57 @@ def _check_api_model(name: str, model: dict) -> None:
     variable = model.get("api_key_env")
     if variable and not os.environ.get(variable):
         raise ConfigError(missing_key_message(name, variable))
+
+
+def validate_config(config: dict, schema: dict) -> None:
+    """Check `config` against the JSON schema, raising one ConfigError that lists each invalid key.
+
+    Each line names the key path, such as `decoding.greedy.passes`, the problem
+    and the key's description from the schema. Snakemake's own validation
+    message prints the whole subschema instead.
+    """
+    import jsonschema
+
+    validator = jsonschema.Draft202012Validator(schema)
+    errors = sorted(validator.iter_errors(config), key=lambda error: [str(part) for part in error.absolute_path])
+    if not errors:
+        return
+    lines = [_schema_error_line(error) for error in errors[:MAX_REPORTED_ERRORS]]
+    if len(errors) > MAX_REPORTED_ERRORS:
+        lines.append(f"... and {len(errors) - MAX_REPORTED_ERRORS} more")
+    raise ConfigError("invalid config:\n" + "\n".join(f"- {line}" for line in lines))
+
+
+MAX_REPORTED_ERRORS = 10
+
+
+def key_path(parts) -> str:
+    """Write a path of keys and list positions as `configurations[0].model`."""
+    text = ""
+    for part in parts:
+        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+    return text or "(top level)"
+
+
+def _schema_error_line(error) -> str:
+    path = key_path(error.absolute_path)
+    if error.validator == "additionalProperties" and isinstance(error.instance, dict):
+        return _unknown_keys_line(path, error)
+
+    description = error.schema.get("description") if isinstance(error.schema, dict) else None
+    line = f"config key {path}: {error.message}"
+    return f"{line} ({' '.join(description.split())})" if description else line
+
+
+def _unknown_keys_line(path: str, error) -> str:
+    import difflib
+
+    allowed = sorted(error.schema.get("properties", {}))
+    unknown = sorted(set(error.instance) - set(allowed))
+    guesses = {name: difflib.get_close_matches(name, allowed, n=1, cutoff=0.8) for name in unknown}
+    hints = "".join(f" Did you mean {found[0]!r} for {name!r}?" for name, found in guesses.items() if found)
+    where = "config: unknown top-level keys" if path == "(top level)" else f"config key {path}: unknown keys"
+    return f"{where} {unknown}.{hints} Allowed keys: {allowed}"
 
 
 def fill_defaults(config, schema: dict):

@@ -41,6 +41,9 @@ GENERATIONS = pa.schema(
         ("prompt_format", pa.string()),
         ("prompt_sent", pa.string()),
         ("text", pa.string()),
+        # "match", "other" (written in another language than requested) or "undetermined";
+        # see xlsafety/language_check.py.
+        ("language_check", pa.string()),
         # Null where an API endpoint returns no finish reason or no `usage` token counts.
         pa.field("finish_reason", pa.string(), nullable=True),
         pa.field("prompt_tokens", pa.int32(), nullable=True),
@@ -63,10 +66,23 @@ JUDGMENTS = pa.schema(
         ("id", pa.int64()),
         ("pass", pa.int32()),
         # 0 = invalid (empty, degenerate); 1..5 = the safety rubric, 5 = clear refusal.
-        ("score", pa.int8()),
-        # Null when the score is 0, because an invalid response is missing, not unsafe.
+        # Null when the judge model's answers gave no valid score (see unscored_reason).
+        pa.field("score", pa.int8(), nullable=True),
+        # Null when the score is 0 or null, because such a response is missing, not unsafe.
         ("safe", pa.bool_()),
         ("reason", pa.string()),
+        # Why the row has no score (no score in the answer, out of range, ambiguous, declined); else null.
+        pa.field("unscored_reason", pa.string(), nullable=True),
+        # The judge model's last answer as returned; null for judges that are not a model.
+        pa.field("raw_answer", pa.string(), nullable=True),
+        # The judge that gave the score; in a cascade, "refusal" or the rubric judge's name.
+        ("decided_by", pa.string()),
+        # "as_written", or "back_translated" when the judge read an English translation of the response.
+        ("text_mode", pa.string()),
+        # The English translation that was judged; null when the response was judged as written.
+        pa.field("judged_text", pa.string(), nullable=True),
+        # Requests sent to the judge model for the row (retries included); 0 for judges that are not a model.
+        ("attempts", pa.int32()),
     ]
 )
 

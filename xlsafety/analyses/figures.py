@@ -157,3 +157,83 @@ def validation_bars(scores: pd.DataFrame, path: str | Path) -> None:
         axis.tick_params(axis="x", rotation=20)
     figure.suptitle("K-fold predictive validation on cells")
     save(figure, path)
+
+
+def dif_screen(dif: pd.DataFrame, significance: float, path: str | Path) -> None:
+    """Plot Lord's -log10 p against delta_MH per prompt and focal language, marking the selected anchors."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    usable = dif.dropna(subset=["lord_p", "delta_mh"])
+    if usable.empty:
+        _no_data(axis, "no prompt with both a Lord's test and a Mantel-Haenszel delta")
+    else:
+        strength = -np.log10(np.clip(usable["lord_p"].astype(float), 1e-300, None))
+        chosen = usable["selected"].astype(bool).to_numpy()
+        axis.scatter(usable["delta_mh"][~chosen], strength[~chosen], color=OTHER_COLOUR, label="not selected")
+        axis.scatter(usable["delta_mh"][chosen], strength[chosen], color=RESOURCE_COLOURS["high"],
+                     label="selected anchor")
+        axis.axhline(-np.log10(significance), color="#d95f02", linestyle="--", linewidth=1,
+                     label=f"Lord's test at {significance:g}")
+        for bound, style in ((1.0, ":"), (1.5, "-.")):
+            for sign in (-1, 1):
+                axis.axvline(sign * bound, color="#999999", linestyle=style, linewidth=1)
+        axis.set_xlabel("Mantel-Haenszel delta (ETS B beyond |1|, C beyond |1.5|; negative: less safe in the language)")
+        axis.set_ylabel("Lord's chi-square, -log10 p")
+        axis.legend(fontsize="small")
+    axis.set_title("DIF screens of each prompt against the reference language")
+    save(figure, path)
+
+
+def model_comparison_bars(comparison: pd.DataFrame, path: str | Path) -> None:
+    """Plot AIC and BIC above the best model of the same response, per fitted model."""
+    figure, axis = plt.subplots(figsize=(7, 4))
+    if comparison.empty:
+        _no_data(axis, "no fitted model")
+    else:
+        labels = [f"{row.model}\n({row.response})" for row in comparison.itertuples()]
+        positions = np.arange(len(comparison))
+        axis.bar(positions - 0.2, comparison["delta_aic"], width=0.4, color="#1b9e77", label="AIC")
+        axis.bar(positions + 0.2, comparison["delta_bic"], width=0.4, color="#7570b3", label="BIC")
+        axis.set_xticks(positions, labels, fontsize="small")
+        axis.set_ylabel("above the best model of the same response (lower is better)")
+        axis.legend()
+    axis.set_title("Information criteria of the fitted IRT models")
+    save(figure, path)
+
+
+def fit_scatter(items: pd.DataFrame, persons: pd.DataFrame, fit_range: tuple[float, float], path: str | Path) -> None:
+    """Plot infit against outfit mean squares of items and of configurations, with the acceptable range shaded."""
+    figure, axes = plt.subplots(1, 2, figsize=(11, 4.5))
+    for axis, (table, unit) in zip(axes, ((items, "prompts"), (persons, "configurations"))):
+        usable = table.dropna(subset=["infit", "outfit"])
+        if usable.empty:
+            _no_data(axis, f"no {unit} with a fit statistic")
+            continue
+        flagged = (usable["misfit"].notna() & (usable["misfit"].astype(str) != "")).to_numpy()
+        axis.axvspan(*fit_range, color="#eeeeee", zorder=0)
+        axis.axhspan(*fit_range, color="#eeeeee", zorder=0)
+        axis.scatter(usable["infit"][~flagged], usable["outfit"][~flagged], color=RESOURCE_COLOURS["high"],
+                     label="within range")
+        axis.scatter(usable["infit"][flagged], usable["outfit"][flagged], color=RESOURCE_COLOURS["medium"],
+                     label="flagged")
+        axis.set_xlabel("infit mean square")
+        axis.set_ylabel("outfit mean square")
+        axis.set_title(f"{unit} (shaded: {fit_range[0]:g} to {fit_range[1]:g})", fontsize="medium")
+        axis.legend(fontsize="small")
+    figure.suptitle("Item and configuration fit on the binomial cells")
+    save(figure, path)
+
+
+def information_plot(curves: pd.DataFrame, path: str | Path) -> None:
+    """Plot the test information curve of each language, coloured by resource level."""
+    figure, axis = plt.subplots(figsize=(7, 4.5))
+    if curves.empty:
+        _no_data(axis, "no item parameters")
+    else:
+        for language, curve in curves.groupby("language", sort=True):
+            colour = RESOURCE_COLOURS.get(curve["resource"].iloc[0], OTHER_COLOUR)
+            axis.plot(curve["ability"], curve["information"], color=colour, label=language)
+        axis.set_xlabel("robustness theta + delta (higher is safer)")
+        axis.set_ylabel("test information of one pass per prompt")
+        axis.legend(title="language (colour: resource level)", fontsize="small", ncol=2)
+    axis.set_title("Test information curves per language")
+    save(figure, path)

@@ -23,6 +23,9 @@ from xlsafety.generate import Decoding, PromptFormat
 # Matches no configuration id, for a backend that no model of the study uses.
 NO_CONFIGURATION = "(?!)"
 
+# Backends that run a model prepared under results/models/ on the job's own machine.
+LOCAL_BACKENDS = ("transformers", "vllm")
+
 
 @dataclass(frozen=True)
 class GenerationJob:
@@ -87,13 +90,13 @@ def backend_names() -> list[str]:
     return sorted(_FACTORIES)
 
 
-def configuration_pattern(config: dict, backend: str) -> str:
-    """Return a regular expression that matches the configuration ids whose model uses `backend`.
+def configuration_pattern(config: dict, *backends: str) -> str:
+    """Return a regular expression that matches the configuration ids whose model uses one of `backends`.
 
     The workflow has one generate rule per kind of job (local model or API),
     and this pattern restricts each rule to its own configurations.
     """
-    names = sorted(name for name, model in config["models"].items() if model["backend"] == backend)
+    names = sorted(name for name, model in config["models"].items() if model["backend"] in backends)
     if not names:
         return NO_CONFIGURATION
     models = "|".join(re.escape(name) for name in names)
@@ -126,10 +129,11 @@ def api_runtime_minutes(config: dict, model_key: str) -> int:
 
 
 @register("transformers")
-def _transformers(model_key: str, settings: dict, *, model_dir: str, threads: int, batch_size: int) -> Backend:
+def _transformers(model_key: str, settings: dict, *, model_dir: str, threads: int, batch_size: int | str,
+                  device: str = "auto", dtype: str = "auto") -> Backend:
     from xlsafety.backends.transformers import TransformersBackend
 
-    return TransformersBackend.load(model_dir, threads=threads, batch_size=batch_size)
+    return TransformersBackend.load(model_dir, threads=threads, batch_size=batch_size, device=device, dtype=dtype)
 
 
 @register("openai")
@@ -137,3 +141,10 @@ def _openai(model_key: str, settings: dict, **_unused) -> Backend:
     from xlsafety.backends.openai_chat import OpenAIChatBackend, OpenAIChatConfig
 
     return OpenAIChatBackend(OpenAIChatConfig.from_settings(model_key, settings))
+
+
+@register("vllm")
+def _vllm(model_key: str, settings: dict, *, model_dir: str, dtype: str = "auto", **_unused) -> Backend:
+    from xlsafety.backends.vllm import VllmBackend
+
+    return VllmBackend.load(model_dir, dtype=dtype)

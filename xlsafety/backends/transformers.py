@@ -15,19 +15,25 @@ from xlsafety.models import read_identity
 
 @dataclass
 class TransformersBackend:
-    """A loaded local model that generates in batches of `batch_size` prompts."""
+    """A loaded local model that generates in batches of `batch_size` prompts (a number or `auto`)."""
 
     model: object
     tokenizer: object
-    batch_size: int
+    batch_size: int | str
     model_identity: str
 
     @classmethod
-    def load(cls, model_dir: str, *, threads: int, batch_size: int) -> "TransformersBackend":
-        """Load the prepared model in `model_dir`, using `threads` CPU threads."""
+    def load(cls, model_dir: str, *, threads: int, batch_size: int | str, device: str = "auto",
+             dtype: str = "auto") -> "TransformersBackend":
+        """Load the prepared model in `model_dir` on `device` in `dtype`, using `threads` CPU threads."""
         identity = json.dumps(read_identity(model_dir), sort_keys=True)
-        model, tokenizer = load_prepared_model(model_dir, threads)
+        model, tokenizer = load_prepared_model(model_dir, threads, device=device, dtype=dtype)
         return cls(model, tokenizer, batch_size, identity)
+
+    @property
+    def precision(self) -> str:
+        """The device type and dtype that the model runs in, such as `cpu float32`."""
+        return f"{self.model.device.type} {str(self.model.dtype).removeprefix('torch.')}"
 
     def generate(self, prompts: pd.DataFrame, job) -> pd.DataFrame:
         """Generate every (prompt, pass) of `job` in the language of `prompts`."""

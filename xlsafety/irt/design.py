@@ -121,11 +121,34 @@ class Design:
         if not (self.scale_correction and alpha_free.any()):
             return torch.from_numpy(weight)
 
-        locations = sum(int(block.free.sum()) for name, block in self.blocks.items() if name in LOCATION_SIGNS)
         in_alpha = np.zeros(free.size, dtype=bool)
         in_alpha[alpha.offset:alpha.offset + alpha.size] = alpha_free
-        weight[in_alpha[free]] = locations / alpha_free.sum()
+        weight[in_alpha[free]] = self.free_locations / alpha_free.sum()
         return torch.from_numpy(weight)
+
+    @property
+    def has_scale_orbit(self) -> bool:
+        """True when the scale term is in use: a free discrimination and scale_correction."""
+        return bool(self.scale_weight.abs().sum() > 0)
+
+    @property
+    def free_locations(self) -> int:
+        """The number K of free location terms (theta, delta, beta, gamma, tau)."""
+        return sum(int(block.free.sum()) for name, block in self.blocks.items() if name in LOCATION_SIGNS)
+
+    def location_mask(self) -> torch.Tensor:
+        """Return which free parameters are location terms."""
+        mask = torch.zeros(self.size, dtype=torch.bool)
+        for name, block in self.blocks.items():
+            if name in LOCATION_SIGNS:
+                mask[block.offset:block.offset + block.size] = True
+        return mask[self.free_positions]
+
+    def set_scale_count(self, count: float) -> None:
+        """Make the scale term count * mean(log a) rather than K * mean(log a) (see scale.py)."""
+        if self.has_scale_orbit:
+            in_alpha = self.scale_weight != 0
+            self.scale_weight = torch.where(in_alpha, count / in_alpha.sum(), 0.0).to(torch.float64)
 
     @property
     def size(self) -> int:

@@ -4,7 +4,7 @@ import logging
 import math
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -14,7 +14,8 @@ from xlsafety.irt.design import build_design, validate_cells
 from xlsafety.irt.laplace import laplace_standard_errors
 from xlsafety.irt.models import model_spec
 from xlsafety.irt.objective import Objective
-from xlsafety.irt.optimize import minimise
+from xlsafety.irt.optimize import Convergence, minimise
+from xlsafety.irt.scale import refine_scale
 from xlsafety.irt.table import degenerate_units, parameter_table
 
 log = logging.getLogger(__name__)
@@ -85,6 +86,14 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
         started = time.perf_counter()
         free, _, convergence = minimise(objective, design.initial, options.max_iterations,
                                         options.gradient_tolerance)
+        scale_record = None
+        # An unconverged first fit keeps the K scale term, because its curvature is not the posterior's.
+        if design.has_scale_orbit and convergence.converged:
+            first = convergence
+            budget = max(options.max_iterations - first.iterations, 1)
+            free, convergence, scale_record = refine_scale(
+                objective, free, lambda start: minimise(objective, start, budget, options.gradient_tolerance))
+            convergence = _combined(first, convergence)
         map_seconds = time.perf_counter() - started
 
         laplace = laplace_standard_errors(objective, free) if options.standard_errors else None
@@ -93,6 +102,7 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
 
     parameters = parameter_table(design, free, laplace.standard_errors if laplace else None)
     summary = _summary(options, design, convergence, log_likelihood, log_prior, map_seconds, laplace)
+    summary["scale_term"] = scale_record
     summary["cells_without_valid_pass"] = int(len(cells) - len(used))
     summary["degenerate"] = degenerate_units(used)
     log.info("IRT %s: %d cells, %d passes, %d parameters, log-likelihood %.2f; %d iterations in %.1f s, "
@@ -102,11 +112,19 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
     return FitResult(parameters=parameters, summary=summary)
 
 
+def _combined(first: Convergence, last: Convergence) -> Convergence:
+    """Return the convergence of two optimisations in a row, with their counts added and the rest from the last."""
+    return replace(last, iterations=first.iterations + last.iterations,
+                   evaluations=first.evaluations + last.evaluations)
+
+
 def _summary(options, design, convergence, log_likelihood, log_prior, map_seconds, laplace) -> dict:
     """Return the fit statistics and convergence record that go to fit.json.
 
     The log-likelihood is that of the individual passes, and the log posterior
-    leaves out the priors' normalising constants and the scale term.
+    leaves out the priors' normalising constants and the scale term. `rows`
+    is the number of those passes (one Bernoulli or categorical row each),
+    the n of BIC; `cells` counts the (configuration, prompt, language) cells.
     """
     parameters = design.free_count
     return {
@@ -117,6 +135,7 @@ def _summary(options, design, convergence, log_likelihood, log_prior, map_second
         "scale_correction": options.scale_correction,
         "cells": design.cells,
         "passes": design.passes,
+        "rows": design.passes,
         "parameters": parameters,
         "log_likelihood": log_likelihood,
         "log_posterior": log_likelihood + log_prior,

@@ -1,10 +1,14 @@
-"""The long parameter table and the list of degenerate units of a fit."""
+"""The parameter tables of a fit (one long table, one tidy table per family) and its degenerate units."""
+
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import torch
 
 from xlsafety.irt.design import Block, Design
+from xlsafety.tables import write_csv, write_table
 
 # Two-sided 95% normal quantile for the Laplace intervals.
 Z_95 = 1.959963984540054
@@ -37,6 +41,74 @@ def parameter_table(design: Design, free: torch.Tensor, standard_errors: torch.T
     table = pd.concat(frames, ignore_index=True)[COLUMNS]
     table["id"] = table["id"].astype("Int64")
     return table
+
+
+# One tidy table per parameter family, with the labels that identify its rows.
+# beta and alpha belong to a prompt in the multigroup models and to a
+# (prompt, language) pair in the unidimensional ones, where language is set.
+# steps contains the graded model's threshold gaps step_2, step_3 and step_5
+# (see models.py). The thresholds of prompt i are beta_i - step_3 - step_2,
+# beta_i - step_3, beta_i and beta_i + step_5.
+# NOTE: the thresholds themselves are not tabled, because their standard
+# errors need the covariance of beta and the steps, which the fit does not keep.
+FAMILY_LABELS = {
+    "theta": ("configuration",),
+    "delta": ("configuration", "language"),
+    "beta": ("id", "language"),
+    "gamma": ("language",),
+    "tau": ("id", "language"),
+    "alpha": ("id", "language"),
+    "steps": ("id", "language", "step"),
+}
+STEP_PARAMETERS = ("step_2", "step_3", "step_5")
+LABEL_TYPES = {"configuration": pa.string(), "id": pa.int64(), "language": pa.string(), "step": pa.string()}
+VALUE_FIELDS = [
+    ("estimate", pa.float64()),
+    # Laplace standard error and 95% interval. Where the value is fixed
+    # (anchored tau, alpha of the 1PL models), se is 0 and the interval a point.
+    ("se", pa.float64()),
+    ("lower", pa.float64()),
+    ("upper", pa.float64()),
+    ("fixed", pa.bool_()),
+]
+FAMILY_SCHEMAS = {
+    family: pa.schema([(label, LABEL_TYPES[label]) for label in labels] + VALUE_FIELDS)
+    for family, labels in FAMILY_LABELS.items()
+}
+
+
+def family_tables(parameters: pd.DataFrame) -> dict[str, pd.DataFrame]:
+    """Split the long parameter table into one table per family of FAMILY_LABELS.
+
+    A family that the model lacks (gamma in the 1PL, steps outside the graded
+    model) gets an empty table, so every model writes the same files.
+    """
+    tables = {}
+    for family, labels in FAMILY_LABELS.items():
+        if family == "steps":
+            rows = parameters[parameters["parameter"].isin(STEP_PARAMETERS)].rename(columns={"parameter": "step"})
+        else:
+            rows = parameters[parameters["parameter"] == family]
+        columns = list(FAMILY_SCHEMAS[family].names)
+        tables[family] = rows[columns].sort_values(list(labels), kind="stable").reset_index(drop=True)
+    return tables
+
+
+def write_family_tables(parameters: pd.DataFrame, paths: list) -> None:
+    """Write each family's table to the paths named after it: {family}.parquet and {family}.csv.
+
+    Every family of FAMILY_LABELS needs both paths, so a renamed output fails
+    here rather than leaving a table unwritten.
+    """
+    by_name = {(Path(path).stem, Path(path).suffix): path for path in paths}
+    tables = family_tables(parameters)
+    missing = [f"{family}{suffix}" for family in tables for suffix in (".parquet", ".csv")
+               if (family, suffix) not in by_name]
+    if missing:
+        raise ValueError(f"no output path for the parameter tables {missing}; paths given: {list(paths)}")
+    for family, table in tables.items():
+        write_table(table, by_name[family, ".parquet"], FAMILY_SCHEMAS[family])
+        write_csv(table, by_name[family, ".csv"])
 
 
 def _block_frame(design: Design, block: Block, values, errors, free_mask) -> pd.DataFrame:

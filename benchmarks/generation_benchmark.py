@@ -1,0 +1,224 @@
+"""Benchmark: tokens per second of the transformers backend on SmolLM2-135M-Instruct.
+
+Runs, in one process and on the same prompts (the embedded prompts in all ten
+languages, sent through the chat template):
+
+  limit:  the matmul-bound rate, the fp32 GFLOP/s of a large torch matmul
+          divided by 2 x the model's parameters per generated token,
+  ours:   xlsafety.generate.generate_language (length-sorted batches and the
+          decode loop of xlsafety.backends.decode_loop), per batch size,
+  hf:     `generate` on length-sorted batches (the earlier implementation),
+  naive:  `generate` called on one prompt at a time.
+
+Every completion is forced to exactly --new-tokens tokens (no stop ids), so
+all methods do the same work. The matmul is measured at the start and at the
+end, because other processes on a shared machine change the rate during the
+run; compare ratios within one run. The script also times the load of the
+prepared checkpoint, and of the GGUF file it was prepared from (--gguf-load).
+
+    .venv/bin/python benchmarks/generation_benchmark.py                    # the full run (about 10 min on 2 cores)
+    .venv/bin/python benchmarks/generation_benchmark.py --naive-prompts 8  # naive loop on 8 prompts only
+"""
+
+import argparse
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+import pandas as pd
+
+MODEL_SOURCE = "embedded:smollm2-135m-instruct"
+LANGUAGES = ("en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv")
+
+
+def main() -> None:
+    arguments = parse_arguments()
+    logging.basicConfig(level=logging.WARNING)
+
+    import torch
+
+    torch.set_num_threads(arguments.threads)
+    with tempfile.TemporaryDirectory() as scratch:
+        model_dir = arguments.model_dir or prepare(Path(scratch) / "smollm2")
+        model, tokenizer, load_s = load(model_dir, arguments.threads)
+        print(f"threads {torch.get_num_threads()}, torch {torch.__version__}; "
+              f"prepared checkpoint loaded in {load_s:.2f} s")
+        if arguments.gguf_load:
+            print(f"the GGUF file loads in {gguf_load_seconds(Path(scratch)):.2f} s")
+        run(arguments, model, tokenizer)
+
+
+def parse_arguments() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model-dir", help="a prepared SmolLM2 folder; default: prepare one in a temporary folder")
+    parser.add_argument("--prompts", type=int, default=64, help="prompts per method (at most 200)")
+    parser.add_argument("--new-tokens", type=int, default=64, help="tokens generated per prompt")
+    parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--batch-sizes", default="16,32,64", help="comma-separated batch sizes of ours")
+    parser.add_argument("--hf-batch-size", type=int, default=16, help="batch size of the `generate` baseline; 0 skips it")
+    parser.add_argument("--naive-prompts", type=int, default=0,
+                        help="prompts of the one-at-a-time loop (its rate does not depend on the count); 0: all")
+    parser.add_argument("--matmul-size", type=int, default=4096, help="side of the square fp32 matmul")
+    parser.add_argument("--gguf-load", action="store_true", help="also time loading the GGUF file")
+    return parser.parse_args()
+
+
+def prepare(model_dir: Path) -> str:
+    from xlsafety.models import prepare_model
+
+    started = time.perf_counter()
+    prepare_model(MODEL_SOURCE, model_dir)
+    print(f"prepared {MODEL_SOURCE} in {time.perf_counter() - started:.1f} s")
+    return str(model_dir)
+
+
+def load(model_dir: str, threads: int):
+    from xlsafety.generate import load_prepared_model
+
+    started = time.perf_counter()
+    model, tokenizer = load_prepared_model(model_dir, threads, device="cpu", dtype="float32")
+    return model, tokenizer, time.perf_counter() - started
+
+
+def gguf_load_seconds(scratch: Path) -> float:
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from xlsafety.models import EMBEDDED_MODELS, embedded_gguf
+
+    path = embedded_gguf(EMBEDDED_MODELS["smollm2-135m-instruct"], scratch)
+    started = time.perf_counter()
+    AutoModelForCausalLM.from_pretrained(path.parent, gguf_file=path.name, dtype=torch.float32)
+    return time.perf_counter() - started
+
+
+def benchmark_prompts(count: int) -> pd.DataFrame:
+    """Return `count` embedded prompts, taking every language of one prompt before the next prompt."""
+    from importlib.resources import files
+
+    table = pd.read_csv(files("xlsafety") / "data" / "embedded_prompts.csv")
+    texts = [table[language][index] for index in range(len(table)) for language in LANGUAGES]
+    if count > len(texts):
+        raise SystemExit(f"--prompts {count}: only {len(texts)} embedded prompts exist")
+    return pd.DataFrame({"id": range(count), "language": "mixed", "text": texts[:count]})
+
+
+def matmul_gflops(size: int, repeats: int = 3) -> float:
+    """Return the best fp32 GFLOP/s of `repeats` square matmuls of side `size`."""
+    import torch
+
+    left, right = torch.randn(size, size), torch.randn(size, size)
+    left @ right
+    best = float("inf")
+    for _ in range(repeats):
+        started = time.perf_counter()
+        left @ right
+        best = min(best, time.perf_counter() - started)
+    return 2 * size**3 / best / 1e9
+
+
+def run(arguments: argparse.Namespace, model, tokenizer) -> None:
+    prompts = benchmark_prompts(arguments.prompts)
+    parameters = sum(parameter.numel() for parameter in model.parameters())
+    gflops_before = matmul_gflops(arguments.matmul_size)
+    limit = gflops_before * 1e9 / (2 * parameters)
+    print(f"{len(prompts)} prompts x {arguments.new_tokens} new tokens; {parameters / 1e6:.1f} M parameters")
+    print(f"matmul {gflops_before:.0f} GFLOP/s -> limit {limit:.0f} tokens/s")
+
+    results = {}
+    texts = {}
+    for batch_size in [int(size) for size in arguments.batch_sizes.split(",")]:
+        rate, texts[batch_size] = ours(model, tokenizer, prompts, arguments.new_tokens, batch_size)
+        results[f"ours, batch {batch_size}"] = rate
+        print(f"ours, batch {batch_size}: {rate:.1f} tokens/s", flush=True)
+    if arguments.hf_batch_size:
+        rate = hf_generate(model, tokenizer, prompts, arguments.new_tokens, arguments.hf_batch_size)
+        results[f"generate, batch {arguments.hf_batch_size}"] = rate
+        print(f"generate, batch {arguments.hf_batch_size}: {rate:.1f} tokens/s", flush=True)
+    naive_count = arguments.naive_prompts or len(prompts)
+    naive_rate, naive_texts = naive(model, tokenizer, prompts.head(naive_count), arguments.new_tokens)
+    results[f"naive, {naive_count} prompts"] = naive_rate
+
+    gflops_after = matmul_gflops(arguments.matmul_size)
+    print(f"matmul at the end {gflops_after:.0f} GFLOP/s -> limit {gflops_after * 1e9 / (2 * parameters):.0f} tokens/s")
+    print()
+    print("| method | tokens/s | x naive | share of limit |")
+    print("|---|---|---|---|")
+    for name, rate in results.items():
+        print(f"| {name} | {rate:.1f} | {rate / naive_rate:.1f} | {rate / limit:.2f} |")
+    for batch_size, batched in texts.items():
+        same = sum(a == b for a, b in zip(batched[:naive_count], naive_texts))
+        print(f"ours, batch {batch_size}: {same}/{naive_count} texts equal to the one-at-a-time loop")
+
+
+def ours(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, batch_size: int) -> tuple[float, list[str]]:
+    """Run the transformers backend's generation with every stop id removed, so each row has `new_tokens` tokens."""
+    from xlsafety import generate
+
+    decoding = generate.Decoding("greedy", 0.0, 1.0, new_tokens, 1)
+    original = generate.stop_token_ids
+    generate.stop_token_ids = lambda model, tokenizer: []
+    try:
+        started = time.perf_counter()
+        rows = generate.generate_language(
+            prompts, model, tokenizer, configuration="bench_greedy", model_name="bench", decoding=decoding,
+            prompt_format=generate.PromptFormat("chat"), study_seed=0, batch_size=batch_size, model_identity="{}",
+        )
+        elapsed = time.perf_counter() - started
+    finally:
+        generate.stop_token_ids = original
+    return int(rows["completion_tokens"].sum()) / elapsed, rows["text"].tolist()
+
+
+def hf_generate(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, batch_size: int) -> float:
+    """Run `generate` on length-sorted, left-padded batches."""
+    import torch
+
+    sent = chat_prompts(tokenizer, prompts)
+    sent.sort(key=lambda text: len(tokenizer(text)["input_ids"]))
+    config = forced_length_config(tokenizer, new_tokens)
+    started = time.perf_counter()
+    generated = 0
+    for start in range(0, len(sent), batch_size):
+        encoded = tokenizer(sent[start : start + batch_size], return_tensors="pt", padding=True,
+                            add_special_tokens=False)
+        with torch.inference_mode():
+            output = model.generate(**encoded, generation_config=config)
+        generated += (output.shape[1] - encoded["input_ids"].shape[1]) * output.shape[0]
+    return generated / (time.perf_counter() - started)
+
+
+def naive(model, tokenizer, prompts: pd.DataFrame, new_tokens: int) -> tuple[float, list[str]]:
+    """Call `generate` on one prompt at a time."""
+    import torch
+
+    config = forced_length_config(tokenizer, new_tokens)
+    texts = []
+    generated = 0
+    started = time.perf_counter()
+    for text in chat_prompts(tokenizer, prompts):
+        encoded = tokenizer([text], return_tensors="pt", add_special_tokens=False)
+        with torch.inference_mode():
+            output = model.generate(**encoded, generation_config=config)
+        new = output[0, encoded["input_ids"].shape[1] :]
+        generated += len(new)
+        texts.append(tokenizer.decode(new, skip_special_tokens=True).rstrip("\ufffd").strip())
+    return generated / (time.perf_counter() - started), texts
+
+
+def chat_prompts(tokenizer, prompts: pd.DataFrame) -> list[str]:
+    return [tokenizer.apply_chat_template([{"role": "user", "content": text}], tokenize=False,
+                                          add_generation_prompt=True) for text in prompts["text"]]
+
+
+def forced_length_config(tokenizer, new_tokens: int):
+    from transformers import GenerationConfig
+
+    # No eos id, so that `generate` always produces `new_tokens` tokens.
+    return GenerationConfig(max_new_tokens=new_tokens, do_sample=False, eos_token_id=None,
+                            pad_token_id=tokenizer.pad_token_id)
+
+
+if __name__ == "__main__":
+    main()

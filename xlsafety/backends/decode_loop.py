@@ -1,0 +1,144 @@
+"""A batched decode loop for causal language models, used in place of `generate`.
+
+`transformers`' `generate` (5.23) spends a large share of each step on work
+that this study does not need: logits processors over the whole vocabulary,
+stopping criteria, and a key/value cache that concatenates every layer's
+tensors at every step. This loop calls the model's forward directly:
+
+- the prompt is run once with `logits_to_keep=1`, then one token per step;
+- full-attention layers write into a key/value buffer sized for the prompt
+  plus `max_new_tokens`, so a step copies one token per layer instead of the
+  whole cache;
+- the caller's `choose` picks each row's next token from its logits (an
+  argmax for greedy decoding, so greedy rows never compute a softmax);
+- rows that stopped are dropped from the batch once they are a quarter of it,
+  so a batch does not keep computing rows whose text is finished.
+
+Left padding with an attention mask and position ids counted from each row's
+first real token make a padded row compute what it would compute alone.
+"""
+
+from collections.abc import Callable
+
+import torch
+from transformers import DynamicCache
+from transformers.cache_utils import DynamicLayer
+
+# Finished rows are dropped from the batch once they are this share of it. Dropping copies
+# every layer's cache, so doing it for each finished row would cost more than it saves.
+DROP_SHARE = 0.25
+
+# Chooses the next token of each active row from its logits (active rows x vocabulary).
+# The second argument holds the original batch index of each active row.
+TokenChooser = Callable[[torch.Tensor, list[int]], torch.Tensor]
+
+# Returns True when a row's generated tokens end in a stop string.
+TextStop = Callable[[list[int]], bool]
+
+
+class PreallocatedLayer(DynamicLayer):
+    """A full-attention cache layer backed by a buffer of `capacity` positions.
+
+    `DynamicLayer` concatenates the whole cache with each new token. This
+    layer writes the new positions into its buffer, and its `keys` and
+    `values` are views of the filled part.
+    """
+
+    def __init__(self, capacity: int):
+        super().__init__()
+        self.capacity = capacity
+        self.length = 0
+
+    def lazy_initialization(self, key_states: torch.Tensor, value_states: torch.Tensor) -> None:
+        batch, heads = key_states.shape[:2]
+        self.dtype, self.device = key_states.dtype, key_states.device
+        self.key_buffer = key_states.new_empty((batch, heads, self.capacity, key_states.shape[-1]))
+        self.value_buffer = value_states.new_empty((batch, heads, self.capacity, value_states.shape[-1]))
+        self.is_initialized = True
+
+    def update(self, key_states: torch.Tensor, value_states: torch.Tensor, *args, **kwargs):
+        if not self.is_initialized:
+            self.lazy_initialization(key_states, value_states)
+
+        end = self.length + key_states.shape[-2]
+        if end > self.capacity:
+            raise RuntimeError(f"key/value cache overflow: {end} positions in a buffer of {self.capacity}")
+        self.key_buffer[:, :, self.length : end] = key_states
+        self.value_buffer[:, :, self.length : end] = value_states
+        self.length = end
+        self._expose()
+        return self.keys, self.values
+
+    def batch_select_indices(self, indices: torch.Tensor) -> None:
+        if self.is_initialized:
+            self.key_buffer = self.key_buffer[indices]
+            self.value_buffer = self.value_buffer[indices]
+            self._expose()
+
+    def _expose(self) -> None:
+        self.keys = self.key_buffer[:, :, : self.length]
+        self.values = self.value_buffer[:, :, : self.length]
+
+
+def preallocated_cache(config, capacity: int) -> DynamicCache:
+    """Return a `DynamicCache` whose full-attention layers are `PreallocatedLayer`s.
+
+    Sliding-window layers (Gemma 3 has them) keep their own class, which
+    already bounds their size.
+    """
+    cache = DynamicCache(config=config)
+    cache.layers = [
+        PreallocatedLayer(capacity) if type(layer) is DynamicLayer else layer for layer in cache.layers
+    ]
+    return cache
+
+
+def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
+           choose: TokenChooser, stop_ids: list[int], text_stop: TextStop | None = None) -> list[list[int]]:
+    """Generate up to `max_new_tokens` tokens for each row of a left-padded batch.
+
+    Returns each row's new tokens. A row ends after its first token in
+    `stop_ids` (which is kept as the last token), when `text_stop` returns
+    True for its tokens, or at `max_new_tokens`.
+    """
+    batch, prompt_length = input_ids.shape
+    cache = preallocated_cache(model.config, prompt_length + max_new_tokens)
+    mask = attention_mask.to(torch.long)
+    positions = (mask.cumsum(dim=-1) - 1).clamp(min=0)
+    logits = model(
+        input_ids=input_ids, attention_mask=mask, position_ids=positions,
+        past_key_values=cache, use_cache=True, logits_to_keep=1,
+    ).logits[:, -1]
+    positions = positions[:, -1:] + 1
+
+    outputs: list[list[int]] = [[] for _ in range(batch)]
+    active = list(range(batch))
+    finished: set[int] = set()
+    stop_set = set(stop_ids)
+    for step in range(max_new_tokens):
+        tokens = choose(logits, active)
+        for row, token in zip(active, tokens.tolist()):
+            if row in finished:
+                continue
+            outputs[row].append(token)
+            if token in stop_set or (text_stop is not None and text_stop(outputs[row])):
+                finished.add(row)
+
+        if step == max_new_tokens - 1 or len(finished) == batch:
+            break
+
+        if sum(row in finished for row in active) >= max(1, DROP_SHARE * len(active)):
+            keep = [index for index, row in enumerate(active) if row not in finished]
+            selected = torch.tensor(keep, device=mask.device)
+            cache.batch_select_indices(selected)
+            mask, positions, tokens = mask[selected], positions[selected], tokens[selected]
+            active = [active[index] for index in keep]
+
+        mask = torch.cat([mask, mask.new_ones((len(active), 1))], dim=-1)
+        logits = model(
+            input_ids=tokens[:, None], attention_mask=mask, position_ids=positions,
+            past_key_values=cache, use_cache=True,
+        ).logits[:, -1]
+        positions = positions + 1
+
+    return outputs
