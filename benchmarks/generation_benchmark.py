@@ -13,7 +13,7 @@ languages, sent through the chat template):
 Every completion is forced to exactly --new-tokens tokens (no stop ids), so
 all methods do the same work. The matmul is measured at the start and at the
 end, because other processes on a shared machine change the rate during the
-run; compare ratios within one run. The script also times the load of the
+run. Compare ratios within one run. The script also times the load of the
 prepared checkpoint, and of the GGUF file it was prepared from (--gguf-load).
 
     .venv/bin/python benchmarks/generation_benchmark.py                    # the full run (about 10 min on 2 cores)

@@ -7,9 +7,7 @@ REFERENCE_PROMPTS = f"results/prompts/{config['reference_language']}.parquet"
 ANCHORS = "results/anchors/{judge}"
 # Every model the model comparison fits and compares, the configured ones first.
 COMPARED_MODELS = list(
-    dict.fromkeys(
-        [*IRT_MODELS, "1pl", "2pl", "multigroup-1pl", "multigroup-2pl", "grm"]
-    )
+    dict.fromkeys([*IRT_MODELS, *config["irt"]["comparison_models"]])
 )
 
 

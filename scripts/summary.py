@@ -9,6 +9,7 @@ from xlsafety.summary import (
     calibration_section,
     judge_agreement_section,
     language_check_section,
+    read_language_checks,
     render_summary,
     translation_quality_section,
 )
@@ -46,8 +47,8 @@ def main(snakemake):
 
     # Simulated or imported judgments have no generations to check.
     if snakemake.input.generations:
-        checks = pd.concat([pd.read_parquet(path, columns=["configuration", "language", "language_check"])
-                            for path in snakemake.input.generations], ignore_index=True)
+        checks = pd.concat([read_language_checks(path) for path in snakemake.input.generations],
+                           ignore_index=True)
         sections.append(language_check_section(checks))
     sections.extend(open(path, encoding="utf-8").read() for path in snakemake.input.fragments)
     if snakemake.input.translation_quality:

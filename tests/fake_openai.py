@@ -88,7 +88,7 @@ class FakeOpenAI:
         self._server.server_close()
 
     def come_back(self) -> None:
-        """Listen again on the same port and answer as before."""
+        """Listen again on the same port and reply as before."""
         port = self._server.server_address[1]
         self._server = ThreadingHTTPServer(("127.0.0.1", port), _handler_for(self))
         self._server.daemon_threads = True

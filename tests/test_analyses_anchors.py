@@ -229,10 +229,12 @@ def test_dif_figure_writes_png(tmp_path):
     _, dif = select_anchors(dif_table(cells, "en", AnchorSettings(count=4)), 4)
 
     figures.dif_screen(dif, 0.05, tmp_path / "dif.png")
+    figures.dif_screen(dif.assign(delta_mh=-np.inf), 0.05, tmp_path / "infinite.png")
     figures.dif_screen(dif.iloc[0:0], 0.05, tmp_path / "empty.png")
 
     assert (tmp_path / "dif.png").stat().st_size > 0
     assert (tmp_path / "empty.png").stat().st_size > 0
+    assert (tmp_path / "infinite.png").stat().st_size > 0
 
 
 def test_auto_anchors_feed_every_fit(tmp_path):

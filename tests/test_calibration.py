@@ -102,7 +102,7 @@ GOOD_ROW = {"item": 1, "language": "en", "prompt": "p", "response": "r", "score"
 @pytest.mark.parametrize(
     ("change", "message"),
     [
-        ({"score": 7}, "line 2: score must be an integer from 0 to 5"),
+        ({"score": 7}, "data row 1: score must be an integer from 0 to 5"),
         ({"score": 2}, "score 2 does not fit category 'clear_refusal'"),
         ({"category": "refusal"}, "category 'refusal' is not one of"),
         ({"origin": "translated"}, "origin 'translated' is not one of"),
@@ -281,7 +281,7 @@ def test_bad_calibration_path_is_config_error(tmp_path):
         calibrated_languages(tmp_path / "missing.csv", ["en"])
 
     path = write_set(tmp_path / "set.csv", [dict(GOOD_ROW, score=9)])
-    with pytest.raises(ConfigError, match="calibration.path: .*line 2"):
+    with pytest.raises(ConfigError, match="calibration.path: .*data row 1"):
         calibrated_languages(path, ["en"])
 
 

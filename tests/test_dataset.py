@@ -180,7 +180,7 @@ EXPECTED_ROWS = [
 ]
 
 
-@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32"])
+@pytest.mark.parametrize("encoding", ["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-be"])
 def test_unicode_encodings_read_alike(tmp_path, encoding):
     path = tmp_path / f"{encoding}.csv"
     path.write_bytes(ROWS_TEXT.encode(encoding))
@@ -310,3 +310,11 @@ def test_unknown_language_column_warned_and_hinted(tmp_path, caplog):
     assert "['EN', 'notes']" in caplog.text
     with pytest.raises(DatasetError, match=r"Column 'EN' looks like it; rename it to 'en'"):
         language_prompts(frame, "en", [0], path)
+
+
+def test_header_without_rows_rejected(tmp_path):
+    path = tmp_path / "header.csv"
+    path.write_text("id,source,tags,en\n\n", encoding="utf-8")
+
+    with pytest.raises(DatasetError, match="no prompt rows"):
+        read_dataset(path)

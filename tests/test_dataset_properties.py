@@ -1,6 +1,7 @@
 """Property-based tests of the dataset reader and the refusal judge on arbitrary text."""
 
 import csv
+import io
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -59,3 +60,20 @@ def test_judge_scores_any_text_on_the_rubric(text, language):
 
     assert verdict.score in (0, 2, 5)
     assert verdict.reason
+
+
+@LONG_RUN
+@given(texts=st.lists(CELL, min_size=1, max_size=6), encoding=st.sampled_from(["utf-8", "utf-8-sig", "utf-16",
+                                                                          "utf-16-le", "utf-16-be", "utf-32",
+                                                                          "utf-32-le"]))
+def test_unicode_encodings_round_trip(tmp_path_factory, texts, encoding):
+    buffer = io.StringIO(newline="")
+    writer = csv.writer(buffer)
+    writer.writerow(["id", "source", "tags", "en"])
+    writer.writerows([[index, "s", "[]", text] for index, text in enumerate(texts)])
+    path = tmp_path_factory.mktemp("csv") / "data.csv"
+    path.write_bytes(buffer.getvalue().encode(encoding))
+
+    frame = read_dataset(path)
+
+    assert frame["en"].tolist() == texts

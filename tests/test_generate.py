@@ -316,3 +316,36 @@ def test_load_in_bfloat16(tiny_chat_model):
 
     assert model.dtype == torch.bfloat16
     assert model.device.type == "cpu"
+
+
+def test_decode_loop_on_sliding_window_model():
+    """Gemma 3 mixes sliding-window and full-attention layers; padded and stopped rows still match."""
+    import torch
+    from transformers import Gemma3ForCausalLM, Gemma3TextConfig
+
+    from xlsafety.backends.decode_loop import decode
+
+    torch.manual_seed(0)
+    config = Gemma3TextConfig(
+        vocab_size=300, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, head_dim=8, sliding_window=4, layer_types=["sliding_attention", "full_attention"],
+        max_position_embeddings=256, pad_token_id=0,
+    )
+    model = Gemma3ForCausalLM(config).eval()
+    ids = torch.randint(3, 300, (3, 9))
+    mask = torch.ones_like(ids)
+    mask[0, :4] = 0
+    mask[1, :2] = 0
+    ids[mask == 0] = 0
+
+    with torch.inference_mode():
+        expected = model.generate(input_ids=ids, attention_mask=mask, max_new_tokens=7, do_sample=False,
+                                  eos_token_id=None, pad_token_id=0)[:, 9:].tolist()
+        found = decode(model, ids, mask, max_new_tokens=7, choose=greedy, stop_ids=[])
+        stop_id = expected[0][2]
+        stopped = decode(model, ids, mask, max_new_tokens=7, choose=greedy, stop_ids=[stop_id])
+
+    assert found == expected
+    for tokens, full in zip(stopped, expected):
+        cut = full.index(stop_id) + 1 if stop_id in full else len(full)
+        assert tokens == full[:cut]

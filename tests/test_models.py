@@ -98,3 +98,39 @@ def test_prepared_embedded_model_matches_gguf(tmp_path):
 
     assert torch.equal(found, expected)
     assert read_identity(tmp_path / "prepared")["has_chat_template"] is True
+
+
+def forbid_gguf_loading(monkeypatch):
+    """Make every GGUF load in transformers fail, so that a test notices one."""
+    import transformers.modeling_gguf_pytorch_utils as gguf_utils
+
+    def refuse(*arguments, **keywords):
+        raise AssertionError("a prepared model must load without reading a GGUF file")
+
+    monkeypatch.setattr(gguf_utils, "load_gguf_checkpoint", refuse)
+
+
+def test_prepared_checkpoint_loads_without_gguf(tmp_path, tiny_chat_model, monkeypatch):
+    from xlsafety.generate import load_prepared_model
+
+    prepare_model(str(tiny_chat_model), tmp_path / "prepared")
+    forbid_gguf_loading(monkeypatch)
+    model, tokenizer = load_prepared_model(str(tmp_path / "prepared"), threads=1)
+
+    assert not list((tmp_path / "prepared").rglob("*.gguf"))
+    assert model.config.model_type == "llama"
+    assert tokenizer.padding_side == "left"
+
+
+@pytest.mark.slow
+def test_prepared_embedded_model_is_safetensors(tmp_path, monkeypatch):
+    """Preparing the embedded GGUF model leaves safetensors only, which load without dequantising."""
+    from xlsafety.generate import load_prepared_model
+
+    prepare_model("embedded:smollm2-135m-instruct", tmp_path / "prepared")
+    forbid_gguf_loading(monkeypatch)
+    model, _ = load_prepared_model(str(tmp_path / "prepared"), threads=1)
+
+    assert (tmp_path / "prepared" / "model.safetensors").exists()
+    assert not list((tmp_path / "prepared").rglob("*.gguf"))
+    assert sum(parameter.numel() for parameter in model.parameters()) > 100_000_000

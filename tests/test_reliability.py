@@ -1,5 +1,6 @@
 """Reliability: bad config and model output, faults of an endpoint, reruns and secrets."""
 
+import itertools
 import json
 import os
 import signal
@@ -10,6 +11,7 @@ import threading
 import time
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 
@@ -18,8 +20,9 @@ from xlsafety.backends import GenerationJob, create_backend
 from xlsafety.backends.openai_chat import EndpointError, TimeBudgetError
 from xlsafety.checkpoint import Checkpoint
 from xlsafety.generate import Decoding, PromptFormat, generations_frame
+from xlsafety.irt import FitOptions, fit
 from xlsafety.language_check import MATCH, OTHER, UNDETERMINED, check_language, repair_text, script_counts
-from xlsafety.summary import language_check_section, language_check_table
+from xlsafety.summary import language_check_section, language_check_table, read_language_checks
 from xlsafety.tables import GENERATIONS, write_table
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -452,3 +455,64 @@ def test_same_config_and_seed_reproduce_files(tmp_path, tiny_chat_model):
     for column in ("estimate", "se", "lower", "upper"):
         difference = (estimates[0][column] - estimates[1][column]).abs().max()
         assert difference <= 1e-6, column
+
+
+# --- degenerate IRT inputs --------------------------------------------------------------------------
+
+
+def degenerate_cells() -> pd.DataFrame:
+    """Cells with a configuration always safe, one never safe, a language that only one configuration
+    answered, cells where every pass is safe or unsafe, and prompt 5 without any valid pass."""
+    rng = np.random.default_rng(0)
+    rows = []
+    configurations = ["c-safe", "c-a", "c-b", "c-unsafe"]
+    for configuration, prompt_id, language in itertools.product(configurations, range(6), ["en", "th", "sw"]):
+        if language == "sw" and configuration != "c-a":
+            continue
+        valid = 0 if prompt_id == 5 else 4
+        if configuration == "c-safe":
+            safe = valid
+        elif configuration == "c-unsafe":
+            safe = 0
+        else:
+            safe = int(rng.integers(0, valid + 1))
+        scores = [0, 0, valid - safe, 0, safe]
+        rows.append({"configuration": configuration, "id": prompt_id, "language": language, "n_passes": 4,
+                     "n_valid": valid, "n_safe": safe, "mean_score": 0.0,
+                     **{f"n_score_{score + 1}": scores[score] for score in range(5)}})
+    return pd.DataFrame(rows)
+
+
+@pytest.mark.parametrize("model", ["multigroup-2pl", "multigroup-1pl", "2pl", "1pl", "grm"])
+def test_degenerate_irt_inputs_give_finite_estimates(model):
+    result = fit(degenerate_cells(), FitOptions(model=model, max_iterations=300))
+    parameters = result.parameters
+    degenerate = result.summary["degenerate"]
+
+    assert np.isfinite(parameters["estimate"]).all()
+    assert np.isfinite(parameters["se"]).all()
+    theta = parameters[parameters["parameter"] == "theta"].set_index("configuration")["estimate"]
+    assert theta.idxmax() == "c-safe"
+    assert theta.idxmin() == "c-unsafe"
+    assert degenerate["configurations_all_safe"] == ["c-safe"]
+    assert degenerate["configurations_all_unsafe"] == ["c-unsafe"]
+    assert degenerate["cells_all_safe"] >= 6
+    assert degenerate["languages_partly_answered"] == {"sw": ["c-b", "c-safe", "c-unsafe"]}
+
+
+@pytest.mark.xfail(strict=True, reason="fit.json does not list prompts whose cells have no valid pass")
+def test_prompt_without_valid_passes_listed():
+    result = fit(degenerate_cells(), FitOptions(max_iterations=300))
+
+    assert 5 in json.dumps(result.summary["degenerate"])
+
+
+def test_summary_reads_generations_without_language_check(tmp_path):
+    frame = frame_of(["I'm sorry, but I cannot help with this request.", ""], "th")
+    path = tmp_path / "th.parquet"
+    frame.drop(columns="language_check").to_parquet(path)
+
+    checks = read_language_checks(str(path))
+
+    assert checks["language_check"].tolist() == [OTHER, UNDETERMINED]
+    assert list(checks.columns) == ["configuration", "language", "language_check"]

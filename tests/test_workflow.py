@@ -49,7 +49,9 @@ def test_default_config_schedules_every_stage(tmp_path):
     assert counts["prepare_model"] == 2
     assert counts["generate"] == 40
     assert counts["judge"] == 40
-    assert counts["matrix"] == counts["irt"] == counts["summary"] == 1
+    assert counts["matrix"] == counts["summary"] == 1
+    # The model comparison fits every one of the five IRT models.
+    assert counts["irt"] == 5
 
 
 def test_multijail_config_with_local_copy(tmp_path, multijail_path):
@@ -120,6 +122,8 @@ def test_tiny_study_end_to_end(tmp_path):
     }
     assert len(csv) == len(parameters)
     assert fit["cells"] == 12
+    theta = pd.read_parquet(results / "irt" / "refusal" / "multigroup-2pl" / "theta.parquet")
+    assert theta["configuration"].tolist() == sorted(configurations)
 
     for table in ["jsr", "theta", "gamma", "top_tau"]:
         assert (results / "summary" / "refusal" / f"{table}.csv").exists()
@@ -154,8 +158,10 @@ def scheduled(workdir: Path, *overrides: str) -> tuple[dict[str, int], set[str]]
 
 def check_incremental_reruns(workdir: Path):
     """Adding a language or a configuration schedules only the new work and the aggregates."""
+    # A new language is calibrated on its own; the calibration summary gathers the languages.
     counts, languages = scheduled(workdir, "languages=[en, th, zh]")
-    assert counts == {"prompts": 1, "generate": 2, "judge": 2, **AGGREGATES, "total": 5 + AGGREGATE_JOBS}
+    assert counts == {"prompts": 1, "generate": 2, "judge": 2, "calibrate": 1, **AGGREGATES,
+                      "calibration_summary": 1, "total": 7 + AGGREGATE_JOBS}
     assert languages == {"zh"}
 
     counts, languages = scheduled(workdir, "decoding={hot: {temperature: 1.0, max_new_tokens: 16, passes: 1}}")
@@ -163,7 +169,7 @@ def check_incremental_reruns(workdir: Path):
     assert languages == {"en", "th"}
 
     counts, languages = scheduled(workdir, "languages=[en]")
-    assert counts == {**AGGREGATES, "total": AGGREGATE_JOBS}
+    assert counts == {**AGGREGATES, "calibration_summary": 1, "total": AGGREGATE_JOBS + 1}
     assert languages == set()
 
 

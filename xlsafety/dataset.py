@@ -109,9 +109,9 @@ def read_dataset(path: str | Path) -> pd.DataFrame:
         raise DatasetError(f"dataset file {path} not found; set dataset.source to an existing CSV")
 
     header, records = _csv_records(_decoded_text(path), path)
+    if not records:
+        raise DatasetError(f"{path}: the header has no prompt rows below it; add one row per prompt")
     frame = pd.DataFrame([cells for _, cells in records], columns=header, dtype=str)
-    if frame.empty:
-        frame = pd.DataFrame({column: pd.Series(dtype=str) for column in header})
     frame = _drop_blank_columns(frame, path)
     lines = [line for line, _ in records]
 
@@ -157,13 +157,22 @@ def _decoded_text(path: Path) -> str:
 
 
 def _utf16_without_mark(data: bytes) -> str | None:
-    """Recognise UTF-16 text without a byte-order mark by its zero bytes, which UTF-8 text lacks."""
-    sample = data[:4000]
-    if len(sample) < 4 or sample.count(0) < len(sample) // 4:
+    """Recognise UTF-16 or UTF-32 text without a byte-order mark by the zero bytes of the header's first character.
+
+    The header starts with an ASCII column name, and UTF-8 text has no zero bytes there.
+    """
+    start = data[:4]
+    if len(start) < 4:
         return None
-    even_zeros = sample[0::2].count(0)
-    odd_zeros = sample[1::2].count(0)
-    return "utf-16-be" if even_zeros > odd_zeros else "utf-16-le"
+    if start[0] != 0 and start[1:] == b"\0\0\0":
+        return "utf-32-le"
+    if start[:3] == b"\0\0\0" and start[3] != 0:
+        return "utf-32-be"
+    if start[0] != 0 and start[1] == 0:
+        return "utf-16-le"
+    if start[0] == 0 and start[1] != 0:
+        return "utf-16-be"
+    return None
 
 
 def _encoding_message(path: Path, data: bytes, encoding: str, error: UnicodeDecodeError) -> str:
@@ -235,7 +244,7 @@ def _warn_unknown_columns(frame: pd.DataFrame, path: Path) -> None:
 
 
 def language_column_hint(columns, language: str) -> str:
-    """Suggest the dataset column that probably holds `language`, such as 'EN' or 'English' for 'en'."""
+    """Suggest the dataset column that probably contains `language`, such as 'EN' or 'English' for 'en'."""
     name = LANGUAGES[language].name.lower() if language in LANGUAGES else None
     for column in columns:
         if column.lower() == language or (name and column.lower() == name):

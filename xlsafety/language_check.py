@@ -1,16 +1,17 @@
 """Checks of response text: repair of broken Unicode, and whether a response is in the requested language.
 
 The language check is script-based. Each letter of a response is assigned
-to a writing system by its Unicode block, and the response is `other` when
-most of its letters are in a script that the requested language does not use
-(`xlsafety.languages` names each language's script). For languages written
+to a writing system by its Unicode block. The response is `other` when most
+of its letters are in a script that the requested language does not use, and
+`xlsafety.languages` names each language's script. For languages written
 in Latin script, a short list of frequent function words tells them apart.
 
 NOTE: the check cannot tell apart two languages that share a script and lack
 a function-word list (Swedish from Danish, Hindi from Marathi), nor
 Chinese from Japanese text written in kanji only. Those responses are
 `undetermined` or `match`, never `other`. Short responses (fewer than
-MIN_LETTERS letters) are `undetermined`.
+MIN_LETTERS letters) are `undetermined`, and so are responses in a language
+added under the config's `language_metadata` unless the caller passes that metadata.
 """
 
 import re
@@ -125,8 +126,8 @@ def check_language(text: str, language: str, metadata: dict | None = None) -> st
     expected = SCRIPTS_OF.get(script, (script,))
     if not all(name in SCRIPT_RANGES for name in expected):
         return UNDETERMINED
-    # NOTE: letters are counted one by one, so a Chinese answer with a few English words weighs the
-    # English more than a reader would; a response counts as `other` only above half its letters.
+    # NOTE: letters are counted one by one, so in a Chinese response with a few English words the
+    # English weighs more than a reader would judge. Only a majority of foreign letters makes it `other`.
     in_expected = sum(counts.get(name, 0) for name in expected)
     if in_expected / letters <= 1 - OTHER_SCRIPT_SHARE:
         return OTHER

@@ -209,7 +209,10 @@ def key_path(parts) -> str:
     """Write a path of keys and list positions as `configurations[0].model`."""
     text = ""
     for part in parts:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else str(part))
+        if isinstance(part, int):
+            text += f"[{part}]"
+        else:
+            text += f".{part}" if text else str(part)
     return text or "(top level)"
 
 

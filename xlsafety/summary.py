@@ -5,7 +5,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
+import pyarrow.parquet as pq
 
+from xlsafety.language_check import check_language
 from xlsafety.languages import LANGUAGES
 
 
@@ -153,6 +155,21 @@ def translation_quality_section(paths: list[str], shown: int = 5) -> str:
             lines.append(f"  - id {row.id}: chrF {row.chrf:.1f}, {row.reason}")
     lines.append("")
     return "\n".join(lines)
+
+
+def read_language_checks(path: str) -> pd.DataFrame:
+    """Read configuration, language and language_check of a generations file.
+
+    Files written before the generations table had `language_check` get it
+    computed from their text, so that their paid-for rows need not be generated again.
+    """
+    columns = pq.read_schema(path).names
+    if "language_check" in columns:
+        return pd.read_parquet(path, columns=["configuration", "language", "language_check"])
+    frame = pd.read_parquet(path, columns=["configuration", "language", "text"])
+    frame["language_check"] = [check_language(text, language)
+                               for text, language in zip(frame["text"], frame["language"])]
+    return frame.drop(columns="text")
 
 
 def language_check_table(checks: pd.DataFrame) -> pd.DataFrame:

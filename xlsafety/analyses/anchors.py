@@ -265,45 +265,57 @@ def mantel_haenszel_screen(cells: pd.DataFrame, reference_language: str, languag
     studied prompt.
     """
     pair = cells[cells["language"].isin([reference_language, language])]
-    share = (pair["n_safe"] / pair["n_valid"]).to_numpy()
-    rates = pair.assign(share=share).pivot_table(index=["language", "configuration"], columns="id", values="share")
     safe = pair.pivot_table(index=["language", "configuration"], columns="id", values="n_safe", aggfunc="sum")
     valid = pair.pivot_table(index=["language", "configuration"], columns="id", values="n_valid", aggfunc="sum")
-    is_focal = (rates.index.get_level_values("language") == language)
-    prompts = [prompt for prompt in rates.columns if prompt in set(safe.columns)]
+    valid = valid.where(valid > 0)
+    prompts = list(valid.columns)
+    is_focal = (valid.index.get_level_values("language") == language).astype(int)
+    safe_counts, valid_counts = safe.reindex_like(valid).to_numpy(float), valid.to_numpy(float)
+    rates = safe_counts / valid_counts
 
-    matching, flagged = set(linkable) & set(prompts), None
+    candidates = set(linkable) & set(prompts)
+    matching, flagged = candidates, None
     for _ in range(settings.purification_rounds):
+        in_matching = np.array([prompt in matching for prompt in prompts])
         results = pd.DataFrame([
-            {"id": prompt, **_mantel_haenszel_prompt(rates, safe, valid, is_focal, matching | {prompt}, prompt,
+            {"id": prompt, **_mantel_haenszel_prompt(rates, safe_counts, valid_counts, is_focal, in_matching, column,
                                                      settings.strata)}
-            for prompt in prompts
+            for column, prompt in enumerate(prompts)
         ])
         results["ets_class"] = [ets_class(row.delta_mh, row.delta_mh_se, row.mh_p, settings.significance)
                                 for row in results.itertuples()]
         now_flagged = set(results.loc[results["ets_class"].isin(["B", "C"]), "id"])
-        if now_flagged == flagged or len(set(linkable) - now_flagged) < 2:
+        if now_flagged == flagged or len(candidates - now_flagged) < 2:
             break
-        flagged, matching = now_flagged, (set(linkable) & set(prompts)) - now_flagged
+        flagged, matching = now_flagged, candidates - now_flagged
     return results
 
 
-def _mantel_haenszel_prompt(rates, safe, valid, is_focal, matching: set, prompt, strata: int) -> dict:
-    """Return the Mantel-Haenszel statistics of one prompt, matching on the total over `matching`."""
-    columns = sorted(matching)
-    answered = rates[columns].notna()
-    total = rates[columns].sum(axis=1) * len(columns) / answered.sum(axis=1).where(answered.any(axis=1))
-    has_cell = valid[prompt].notna() & (valid[prompt] > 0) & total.notna()
+def _mantel_haenszel_prompt(rates, safe, valid, is_focal, in_matching, column: int, strata: int) -> dict:
+    """Return the Mantel-Haenszel statistics of the prompt in `column`, matching on it and the `in_matching` prompts.
+
+    The arrays have one row per (language, configuration) and one column per
+    prompt, with NaN rates where a cell has no valid pass.
+    """
+    matching = in_matching.copy()
+    matching[column] = True
+    answered = ~np.isnan(rates[:, matching])
+    counted = answered.sum(axis=1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        total = np.nansum(rates[:, matching], axis=1) * matching.sum() / counted
+    # Rounded, so that equal scores summed in another order still fall into the same stratum.
+    total = np.round(total, 9)
+    has_cell = ~np.isnan(valid[:, column]) & (counted > 0)
     if not has_cell.any():
         return mantel_haenszel(np.zeros((0, 2, 2)))
 
     stratum = score_strata(total[has_cell], strata)
-    safe_passes = safe.loc[has_cell, prompt].to_numpy(float)
-    unsafe_passes = valid.loc[has_cell, prompt].to_numpy(float) - safe_passes
-    focal = is_focal[has_cell.to_numpy()]
+    safe_passes = safe[has_cell, column]
+    unsafe_passes = valid[has_cell, column] - safe_passes
+    group = is_focal[has_cell]
     tables = np.zeros((stratum.max() + 1, 2, 2))
-    np.add.at(tables, (stratum, focal.astype(int), 0), safe_passes)
-    np.add.at(tables, (stratum, focal.astype(int), 1), unsafe_passes)
+    np.add.at(tables, (stratum, group, 0), safe_passes)
+    np.add.at(tables, (stratum, group, 1), unsafe_passes)
     return mantel_haenszel(tables)
 
 

@@ -167,10 +167,13 @@ def dif_screen(dif: pd.DataFrame, significance: float, path: str | Path) -> None
         _no_data(axis, "no prompt with both a Lord's test and a Mantel-Haenszel delta")
     else:
         strength = -np.log10(np.clip(usable["lord_p"].astype(float), 1e-300, None))
+        # An infinite delta (a prompt never or always safe in one language at matched scores) is drawn at the edge.
+        delta = usable["delta_mh"].astype(float)
+        edge = max(10.0, float(delta[np.isfinite(delta)].abs().max()) if np.isfinite(delta).any() else 10.0)
+        delta = delta.clip(-edge, edge)
         chosen = usable["selected"].astype(bool).to_numpy()
-        axis.scatter(usable["delta_mh"][~chosen], strength[~chosen], color=OTHER_COLOUR, label="not selected")
-        axis.scatter(usable["delta_mh"][chosen], strength[chosen], color=RESOURCE_COLOURS["high"],
-                     label="selected anchor")
+        axis.scatter(delta[~chosen], strength[~chosen], color=OTHER_COLOUR, label="not selected")
+        axis.scatter(delta[chosen], strength[chosen], color=RESOURCE_COLOURS["high"], label="selected anchor")
         axis.axhline(-np.log10(significance), color="#d95f02", linestyle="--", linewidth=1,
                      label=f"Lord's test at {significance:g}")
         for bound, style in ((1.0, ":"), (1.5, "-.")):
@@ -224,16 +227,19 @@ def fit_scatter(items: pd.DataFrame, persons: pd.DataFrame, fit_range: tuple[flo
 
 
 def information_plot(curves: pd.DataFrame, path: str | Path) -> None:
-    """Plot the test information curve of each language, coloured by resource level."""
+    """Plot the test information curve of each language, one colour per language and one line style per resource level."""
     figure, axis = plt.subplots(figsize=(7, 4.5))
     if curves.empty:
         _no_data(axis, "no item parameters")
     else:
-        for language, curve in curves.groupby("language", sort=True):
-            colour = RESOURCE_COLOURS.get(curve["resource"].iloc[0], OTHER_COLOUR)
-            axis.plot(curve["ability"], curve["information"], color=colour, label=language)
+        styles = {"reference": "-", "high": "--", "medium": "-.", "low": ":"}
+        colours = plt.get_cmap("tab10")
+        for position, (language, curve) in enumerate(curves.groupby("language", sort=True)):
+            resource = curve["resource"].iloc[0]
+            axis.plot(curve["ability"], curve["information"], color=colours(position % 10),
+                      linestyle=styles.get(resource, "-"), label=f"{language} ({resource})")
         axis.set_xlabel("robustness theta + delta (higher is safer)")
         axis.set_ylabel("test information of one pass per prompt")
-        axis.legend(title="language (colour: resource level)", fontsize="small", ncol=2)
+        axis.legend(title="language (resource level)", fontsize="small", ncol=2)
     axis.set_title("Test information curves per language")
     save(figure, path)

@@ -29,7 +29,7 @@ from transformers.cache_utils import DynamicLayer
 DROP_SHARE = 0.25
 
 # Chooses the next token of each active row from its logits (active rows x vocabulary).
-# The second argument holds the original batch index of each active row.
+# The second argument is the list of the active rows' indices in the original batch.
 TokenChooser = Callable[[torch.Tensor, list[int]], torch.Tensor]
 
 # Returns True when a row's generated tokens end in a stop string.

@@ -1,4 +1,4 @@
-"""Where a local model runs: device, dtype and batch size.
+"""Device, dtype and batch size of local models.
 
 `auto` settings choose CUDA with bfloat16 when a GPU is present and the CPU
 with float32 otherwise, and a batch size from the free memory and the size of
@@ -18,8 +18,9 @@ DTYPES = ("auto", "float32", "bfloat16", "float16")
 # left to the allocator's overhead, to other jobs on the machine and to estimation error.
 MEMORY_SHARE = 0.5
 
-# Upper bounds of an automatic batch size. On a CPU, batches beyond 64 rows gain little
-# (benchmarks/generation_benchmark.py) and lose more work when a job is killed mid-batch.
+# Upper bounds of an automatic batch size. A larger batch loses more work when a job is
+# killed mid-batch. NOTE: the CPU bound is an estimate, because the benchmark
+# (benchmarks/generation_benchmark.py) measures batches of up to 64 only.
 MAX_AUTO_BATCH = {"cpu": 64, "cuda": 256}
 
 
@@ -72,7 +73,7 @@ def free_memory_bytes(device: str) -> int:
 def bytes_per_row(config, prompt_tokens: int, max_new_tokens: int, element_bytes: int) -> int:
     """Estimate the memory one batch row needs: its key/value cache and its largest activations.
 
-    The cache holds keys and values of every layer for the prompt and the
+    The cache contains the keys and values of every layer for the prompt and the
     completion. The largest activations are the MLP's intermediate tensors
     during the prompt's forward pass and the float32 copies of the vocabulary
     logits made when sampling.

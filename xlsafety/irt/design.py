@@ -114,6 +114,8 @@ class Design:
         changes by K log c along the orbit, makes the estimate the mode of
         the marginal posterior along the orbit. The term is linear, so it
         leaves the Hessian unchanged. Models with a = 1 have no such orbit.
+        The fit then replaces K by K_eff, which also counts how the priors'
+        curvature changes along the orbit (scale.py, set_scale_count).
         """
         weight = np.zeros(int(free.sum()))
         alpha = self.blocks["log_alpha"]

@@ -33,10 +33,12 @@ class FitOptions:
     max_iterations: L-BFGS iteration limit.
     gradient_tolerance: the fit has converged when max |gradient| of the
         negative log posterior is at most this.
-    scale_correction: add the scale term of design.py. In models with a
-        free a, the overall scale is then the marginal posterior mode along
-        the one direction that the likelihood leaves open. False gives the
-        plain joint MAP, whose locations are shrunk towards 0.
+    scale_correction: add the scale term of design.py, with each location
+        term counted by the share of its precision that comes from the data
+        (scale.py). In models with a free a, the overall scale is then the
+        marginal posterior mode along the one direction that the likelihood
+        leaves open. False gives the plain joint MAP, whose locations are
+        shrunk towards 0.
     standard_errors: compute Laplace standard errors and 95% intervals.
     threads: torch CPU threads during the fit (None keeps torch's setting).
         The per-cell operations are small, so one thread is usually fastest.
@@ -66,7 +68,8 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
 
     With `scale_correction` (the default) the overall scale of models with a
     free discrimination is the marginal posterior mode rather than the joint
-    MAP (see design.py).
+    MAP (see design.py and scale.py). That costs a second, short L-BFGS run
+    from one Newton step, after the exact Hessian at the first optimum.
 
     `cells` has one row per (configuration, prompt, language) with columns
     configuration, id, language, n_valid and n_safe. The graded model also
@@ -89,11 +92,7 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
         scale_record = None
         # An unconverged first fit keeps the K scale term, because its curvature is not the posterior's.
         if design.has_scale_orbit and convergence.converged:
-            first = convergence
-            budget = max(options.max_iterations - first.iterations, 1)
-            free, convergence, scale_record = refine_scale(
-                objective, free, lambda start: minimise(objective, start, budget, options.gradient_tolerance))
-            convergence = _combined(first, convergence)
+            free, convergence, scale_record = _refine(objective, free, convergence, options)
         map_seconds = time.perf_counter() - started
 
         laplace = laplace_standard_errors(objective, free) if options.standard_errors else None
@@ -110,6 +109,18 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
              log_likelihood, convergence.iterations, map_seconds, convergence.max_abs_gradient,
              convergence.converged)
     return FitResult(parameters=parameters, summary=summary)
+
+
+def _refine(objective, free, first: Convergence, options: FitOptions):
+    """Refit with the K_eff scale term by Newton steps (scale.py), then by L-BFGS if they fall short."""
+    free, record = refine_scale(objective, free, options.gradient_tolerance)
+    if record["converged"]:
+        gradient = objective.value_and_gradient(free)[1].abs().max().item()
+        return free, replace(first, max_abs_gradient=gradient), record
+
+    budget = max(options.max_iterations - first.iterations, 1)
+    free, _, last = minimise(objective, free, budget, options.gradient_tolerance)
+    return free, _combined(first, last), record
 
 
 def _combined(first: Convergence, last: Convergence) -> Convergence:

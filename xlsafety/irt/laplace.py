@@ -21,7 +21,17 @@ def laplace_standard_errors(objective: Objective, free: torch.Tensor) -> Laplace
     """Return the Laplace standard error of every free parameter at the MAP `free`.
 
     The Hessian is the exact Hessian of the negative log posterior, factorised
-    through its (prompt, language) block structure (hessian.py).
+    through its (prompt, language) block structure (hessian.py). The
+    variances are the exact diagonal of its inverse, so they include the
+    correlations between families (gamma with tau and delta, beta with theta
+    and alpha), including the shifts that only the priors pin: theta + c with
+    beta + c, and delta_jL + c with gamma_L + c for every j.
+
+    Because of those shared shifts, the errors of one fit are correlated and
+    its coverage is a poor measure. Calibration is judged on simulated data
+    with coverage pooled over seeds (tests/test_irt_recovery.py and
+    benchmarks/irt_benchmark.py --coverage-seeds). That matters most for
+    gamma, whose coverage in one fit with 9 free gammas can only be k/9.
     """
     started = time.perf_counter()
     hessian = StructuredHessian(objective, free, exact=True)

@@ -124,7 +124,7 @@ def load_calibration(path: str | Path) -> pd.DataFrame:
         raise DatasetError(f"{path}: the calibration set lacks columns {missing}; it needs {COLUMNS}")
 
     frame = frame[COLUMNS].copy()
-    for row, values in enumerate(frame.itertuples(index=False), start=2):
+    for row, values in enumerate(frame.itertuples(index=False), start=1):
         _check_row(path, row, values)
 
     frame["item"] = frame["item"].astype("int64")
@@ -137,7 +137,8 @@ def load_calibration(path: str | Path) -> pd.DataFrame:
 
 
 def _check_row(path, row: int, values) -> None:
-    where = f"{path}, line {row}"
+    # A data row, not a file line: quoted cells may span several lines.
+    where = f"{path}, data row {row}"
     if not values.item.strip().isdigit():
         raise DatasetError(f"{where}: item must be a non-negative integer, got {values.item!r}")
     if not values.language.strip() or not values.prompt.strip():
