@@ -500,11 +500,13 @@ def test_degenerate_irt_inputs_give_finite_estimates(model):
     assert degenerate["languages_partly_answered"] == {"sw": ["c-b", "c-safe", "c-unsafe"]}
 
 
-@pytest.mark.xfail(strict=True, reason="fit.json does not list prompts whose cells have no valid pass")
 def test_prompt_without_valid_passes_listed():
     result = fit(degenerate_cells(), FitOptions(max_iterations=300))
+    degenerate = result.summary["degenerate"]
 
-    assert 5 in json.dumps(result.summary["degenerate"])
+    assert degenerate["prompts_without_valid_pass"] == [5]
+    assert degenerate["configurations_without_valid_pass"] == []
+    assert degenerate["languages_without_valid_pass"] == []
 
 
 def test_summary_reads_generations_without_language_check(tmp_path):

@@ -19,3 +19,7 @@ class ModelError(XlsafetyError):
 
 class IncompleteInputError(XlsafetyError):
     """An input file of a stage has fewer or other rows than the stage expects."""
+
+
+class CellsError(XlsafetyError, ValueError):
+    """The response matrix given to an IRT fit is invalid (a ValueError too, for callers of the package)."""

@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from xlsafety.errors import CellsError
 from xlsafety.irt.families import BinaryResponse, GradedResponse
 from xlsafety.irt.models import SCORE_COLUMNS, ModelSpec
 
@@ -186,29 +187,29 @@ def validate_cells(cells: pd.DataFrame, graded: bool) -> pd.DataFrame:
     missing = [column for column in needed if column not in cells.columns]
     if missing:
         hint = " (the graded model needs one count column per judge score 1..5)" if graded else ""
-        raise ValueError(f"cells table lacks columns {missing}{hint}")
+        raise CellsError(f"cells table lacks columns {missing}{hint}")
 
     counts = needed[3:]
     for column in counts:
         values = pd.to_numeric(cells[column], errors="coerce")
         bad = cells.index[values.isna() | (values < 0) | (values != np.floor(values))]
         if len(bad):
-            raise ValueError(f"column {column!r} must hold non-negative integers; bad rows: {list(bad[:5])}")
+            raise CellsError(f"column {column!r} must hold non-negative integers; bad rows: {list(bad[:5])}")
     if pd.to_numeric(cells["id"], errors="coerce").isna().any():
-        raise ValueError("column 'id' must hold integer prompt ids")
+        raise CellsError("column 'id' must hold integer prompt ids")
 
     over = cells.index[cells["n_safe"] > cells["n_valid"]]
     if len(over):
-        raise ValueError(f"n_safe exceeds n_valid in rows {list(over[:5])}")
+        raise CellsError(f"n_safe exceeds n_valid in rows {list(over[:5])}")
     duplicated = cells.index[cells.duplicated(list(KEY_COLUMNS), keep=False)]
     if len(duplicated):
-        raise ValueError(f"cells repeat a (configuration, id, language) key in rows {list(duplicated[:5])}")
+        raise CellsError(f"cells repeat a (configuration, id, language) key in rows {list(duplicated[:5])}")
     if graded:
         _check_score_counts(cells)
 
     used = cells[cells["n_valid"] > 0].reset_index(drop=True)
     if used.empty:
-        raise ValueError("no cell has a valid pass; the IRT model has no data to fit")
+        raise CellsError("no cell has a valid pass; the IRT model has no data to fit")
     return used
 
 
@@ -216,11 +217,11 @@ def _check_score_counts(cells: pd.DataFrame) -> None:
     scored = cells[list(SCORE_COLUMNS)].sum(axis=1)
     mismatch = cells.index[scored != cells["n_valid"]]
     if len(mismatch):
-        raise ValueError(f"n_score_1..n_score_5 do not add up to n_valid in rows {list(mismatch[:5])}")
+        raise CellsError(f"n_score_1..n_score_5 do not add up to n_valid in rows {list(mismatch[:5])}")
     safe = cells["n_score_4"] + cells["n_score_5"]
     mismatch = cells.index[safe != cells["n_safe"]]
     if len(mismatch):
-        raise ValueError(f"n_score_4 + n_score_5 differs from n_safe in rows {list(mismatch[:5])}")
+        raise CellsError(f"n_score_4 + n_score_5 differs from n_safe in rows {list(mismatch[:5])}")
 
 
 def build_design(cells: pd.DataFrame, spec: ModelSpec, reference_language: str, anchors: list[int],
@@ -230,7 +231,7 @@ def build_design(cells: pd.DataFrame, spec: ModelSpec, reference_language: str, 
     prompts, i = _codes(cells["id"].astype(np.int64))
     languages, g = _codes(cells["language"])
     if reference_language not in languages:
-        raise ValueError(f"reference language {reference_language!r} has no valid cell; "
+        raise CellsError(f"reference language {reference_language!r} has no valid cell; "
                          f"languages with data: {languages}")
     reference = languages.index(reference_language)
 

@@ -103,7 +103,7 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
     summary = _summary(options, design, convergence, log_likelihood, log_prior, map_seconds, laplace)
     summary["scale_term"] = scale_record
     summary["cells_without_valid_pass"] = int(len(cells) - len(used))
-    summary["degenerate"] = degenerate_units(used)
+    summary["degenerate"] = degenerate_units(used, cells)
     log.info("IRT %s: %d cells, %d passes, %d parameters, log-likelihood %.2f; %d iterations in %.1f s, "
              "max |gradient| %.1e, converged %s", options.model, design.cells, design.passes, design.free_count,
              log_likelihood, convergence.iterations, map_seconds, convergence.max_abs_gradient,

@@ -157,14 +157,19 @@ def _labels(design: Design, block: Block) -> pd.DataFrame:
                          "language": design.items["language"].to_numpy(dtype=object)})
 
 
-def degenerate_units(cells: pd.DataFrame) -> dict:
+def degenerate_units(cells: pd.DataFrame, all_cells: pd.DataFrame | None = None) -> dict:
     """List configurations, prompts, languages and cells without variance in safe / unsafe.
 
     Their estimates stay finite only through the priors, so they are reported
     rather than rejected. Languages answered by only some configurations are
-    listed with the configurations that lack them.
+    listed with the configurations that lack them. `all_cells`, when given,
+    also contains the cells without a valid pass, which the fit drops: units
+    left with no valid pass at all are listed as well, because they get no
+    estimate.
     """
     listing: dict = {}
+    if all_cells is not None:
+        listing.update(_units_without_valid_pass(all_cells))
     for key, label in (("configuration", "configurations"), ("id", "prompts"), ("language", "languages")):
         totals = cells.groupby(key)[["n_safe", "n_valid"]].sum()
         listing[f"{label}_all_safe"] = _plain(totals.index[totals["n_safe"] == totals["n_valid"]])
@@ -178,6 +183,15 @@ def degenerate_units(cells: pd.DataFrame) -> dict:
         language: sorted(everyone - configurations)
         for language, configurations in answered.items() if configurations != everyone
     }
+    return listing
+
+
+def _units_without_valid_pass(all_cells: pd.DataFrame) -> dict:
+    """List the configurations, prompts and languages whose every cell has no valid pass."""
+    listing = {}
+    for key, label in (("configuration", "configurations"), ("id", "prompts"), ("language", "languages")):
+        valid = all_cells.groupby(key)["n_valid"].sum()
+        listing[f"{label}_without_valid_pass"] = _plain(valid.index[valid == 0])
     return listing
 
 
