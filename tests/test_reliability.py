@@ -195,7 +195,6 @@ def test_empty_and_endless_endpoint_outputs_recorded(server, tmp_path):
     assert written["language_check"].tolist() == [UNDETERMINED, MATCH]
 
 
-@pytest.mark.xfail(strict=True, reason="the openai backend checkpoints the raw text before it is repaired")
 def test_lone_surrogate_from_endpoint_is_repaired(server, tmp_path):
     # json.loads turns the escape "\ud83d" into a lone surrogate, which parquet cannot store.
     server.script("Harmful question number 0?", Reply(body=completion_body("broken \ud83d end")))

@@ -91,8 +91,11 @@ def test_config_metadata_admits_new_language():
     with pytest.raises(ConfigError, match=r"config key languages: no metadata for \['xh'\]"):
         check_study(config)
 
+    # With metadata the language is admitted, and the next check asks the refusal
+    # judge's phrase list for it.
     config["language_metadata"] = {"xh": {"name": "Xhosa", "script": "Latin", "resource": "low"}}
-    check_study(fill_defaults(config, SCHEMA))
+    with pytest.raises(ConfigError, match=r"no phrase list for languages \['xh'\]"):
+        check_study(fill_defaults(config, SCHEMA))
 
 
 @pytest.mark.parametrize(

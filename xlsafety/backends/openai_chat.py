@@ -29,6 +29,7 @@ import pandas as pd
 from xlsafety.backends import missing_key_message
 from xlsafety.errors import ConfigError, ModelError
 from xlsafety.generate import generations_frame, resumed_rows, row_seed
+from xlsafety.language_check import repair_text
 
 log = logging.getLogger(__name__)
 
@@ -273,8 +274,9 @@ class OpenAIChatBackend:
         message = choice["message"] or {}
         usage = payload.get("usage") or {}
         # Some OpenAI models put a refusal in `refusal` and leave `content` empty.
-        # A safety study counts that refusal as the response text.
-        text = message.get("content") or message.get("refusal") or ""
+        # A safety study counts that refusal as the response text. A JSON escape can
+        # decode to a lone surrogate, which the checkpoint and parquet cannot store.
+        text = repair_text(message.get("content") or message.get("refusal") or "")
         return {
             "id": request.prompt_id,
             "pass": request.pass_index,
