@@ -15,7 +15,7 @@ from xlsafety.errors import ConfigError, DatasetError, ModelError
 from xlsafety.judges.refusal import check_judge_languages
 from xlsafety.judges.settings import check_judges
 from xlsafety.models import embedded_model
-from xlsafety.sources import check_languages_known
+from xlsafety.sources import check_language_list, check_languages_known
 from xlsafety.translate.settings import check_languages, is_translated
 
 NAME_PATTERN = re.compile(r"^[a-z0-9][a-z0-9.-]*$")
@@ -88,14 +88,7 @@ def check_study(config: dict) -> None:
                 f"same text on every pass; set passes: 1 instead of {settings['passes']}"
             )
 
-    languages = config["languages"]
-    if len(set(languages)) != len(languages):
-        raise ConfigError(f"config key languages: duplicate entries in {languages}")
-    if config["reference_language"] not in languages:
-        raise ConfigError(
-            f"config key reference_language: {config['reference_language']!r} is not in "
-            f"languages {languages}; the IRT model needs its reference language"
-        )
+    check_language_list(config)
     check_languages(config)
     check_judges(config)
     check_judge_languages(config)

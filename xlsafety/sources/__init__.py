@@ -72,6 +72,12 @@ def prepare_source(config: dict, workdir: Path | None = None) -> Source:
 
 def check_languages_known(config: dict) -> None:
     """Raise ConfigError unless the languages are unique, include the reference and have metadata."""
+    check_language_list(config)
+    check_language_metadata(config)
+
+
+def check_language_list(config: dict) -> None:
+    """Raise ConfigError unless the languages are unique and include the reference language."""
     languages = config["languages"]
     if len(set(languages)) != len(languages):
         raise ConfigError(f"config key languages: duplicate entries in {languages}")
@@ -81,6 +87,10 @@ def check_languages_known(config: dict) -> None:
             f"languages {languages}; the IRT model needs its reference language"
         )
 
+
+def check_language_metadata(config: dict) -> None:
+    """Raise ConfigError unless every language has metadata, built in or under language_metadata."""
+    languages = config["languages"]
     metadata = known_languages(config.get("language_metadata"))
     unknown = [language for language in languages if language not in metadata]
     if unknown:

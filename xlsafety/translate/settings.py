@@ -13,6 +13,7 @@ from pathlib import Path
 from xlsafety.dataset import embedded_dataset_path, is_url
 from xlsafety.errors import ConfigError
 from xlsafety.languages import known_languages
+from xlsafety.sources import check_language_metadata
 from xlsafety.translate.llm import check_template
 from xlsafety.translate.registry import BACKENDS, Direction, backend
 
@@ -132,15 +133,9 @@ def _csv_languages(path: Path) -> set[str]:
 
 def check_languages(config: dict) -> None:
     """Raise ConfigError unless every studied language has metadata and a way to get its prompts."""
+    check_language_metadata(config)
     languages = config["languages"]
     metadata = known_languages(config.get("language_metadata"))
-    unknown = [language for language in languages if language not in metadata]
-    if unknown:
-        raise ConfigError(
-            f"config key languages: no metadata for {unknown} (known: {sorted(metadata)}); add "
-            f"each under language_metadata, for example language_metadata: {{{unknown[0]}: "
-            "{name: ..., script: ..., resource: low}}"
-        )
 
     for language, entry in config.get("translation", {}).items():
         _check_entry(config, language, entry, metadata)
