@@ -145,6 +145,35 @@ rule analysis_gap:
         "../scripts/analysis_gap.py"
 
 
+# Scheduled only when some languages are machine translated.
+rule analysis_tau_quality:
+    input:
+        parameters=PARAMETERS,
+        quality=expand(
+            "results/translations/{language}_quality.csv",
+            language=TRANSLATED_LANGUAGES,
+        ),
+    output:
+        table=report(
+            f"{ANALYSES}/tau_vs_translation_quality.csv",
+            caption="../report/tau_quality.rst",
+            category="Cross-lingual gap",
+            labels={"judge": "{judge}", "content": "tau and translation quality"},
+        ),
+        figure=report(
+            f"{ANALYSES}/tau_vs_translation_quality.png",
+            caption="../report/tau_quality.rst",
+            category="Cross-lingual gap",
+            labels={"judge": "{judge}", "content": "quality figure"},
+        ),
+    log:
+        "results/logs/analyses/{judge}/tau_quality.log",
+    conda:
+        "../envs/analysis.yaml"
+    script:
+        "../scripts/analysis_tau_quality.py"
+
+
 rule analysis_dimensionality:
     input:
         cells="results/matrix/{judge}/cells.parquet",
@@ -213,6 +242,10 @@ rule analysis_validation:
         max_iterations=config["irt"]["max_iterations"],
         folds=5,
         seed=config["seed"],
+        # Model family of each configuration, for leave-one-family-out.
+        families={
+            name: spec.get("model", name) for name, spec in CONFIGURATIONS.items()
+        },
     script:
         "../scripts/analysis_validation.py"
 

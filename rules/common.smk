@@ -20,6 +20,7 @@ from xlsafety.study import (
     validate_config,
 )
 from xlsafety.sources import GENERATE, REANALYSIS, SIMULATE, prepare_source
+from xlsafety.translate.settings import is_translated
 
 SCHEMA = Path(workflow.basedir) / "config" / "schema" / "config.schema.yaml"
 SCHEMA_CONTENT = yaml.safe_load(SCHEMA.read_text())
@@ -38,6 +39,12 @@ GENERATED = SOURCE.kind == GENERATE
 CONFIGURATIONS = configurations(config) if GENERATED else SOURCE.configurations
 LANGUAGES = list(config["languages"])
 JUDGES = list(config["judges"]) if GENERATED else [SOURCE.judge]
+# Languages whose prompts are machine translated (config key translation).
+TRANSLATED_LANGUAGES = (
+    [language for language in LANGUAGES if is_translated(config, language)]
+    if GENERATED
+    else []
+)
 IRT_MODEL = config["irt"]["model"]
 # The model the summary reports first, then every other model the config asks for.
 IRT_MODELS = list(dict.fromkeys([IRT_MODEL, *config["irt"]["models"]]))
@@ -170,5 +177,13 @@ def final_outputs():
         ),
         *expand("results/analyses/{judge}/summary_fragment.md", judge=JUDGES),
         *(["results/simulation/recovery.csv"] if SOURCE.kind == SIMULATE else []),
+        *(
+            expand(
+                "results/analyses/{judge}/tau_vs_translation_quality.csv",
+                judge=JUDGES,
+            )
+            if TRANSLATED_LANGUAGES
+            else []
+        ),
         *calibration_outputs(),
     ]

@@ -1,7 +1,13 @@
+import dataclasses
+
+import pandas as pd
+
 from xlsafety.analyses import figures
 from xlsafety.analyses.validation import (
+    SPLITS,
     cross_validate,
     irt_predictor,
+    no_tau_predictor,
     predict_additive,
     predict_configuration,
     predict_intercept,
@@ -26,10 +32,19 @@ def main(snakemake):
         "intercept": predict_intercept,
         "configuration": predict_configuration,
         "additive": predict_additive,
-        snakemake.params.irt_model: irt_predictor(fit, options),
+        "1pl": irt_predictor(fit, dataclasses.replace(options, model="1pl")),
+        f"{options.model} without tau": no_tau_predictor(fit, options),
+        options.model: irt_predictor(fit, options),
     }
 
-    predictions = cross_validate(cells, predictors, snakemake.params.folds, snakemake.params.seed)
+    predictions = pd.concat(
+        [
+            cross_validate(cells, predictors, snakemake.params.folds, snakemake.params.seed, split=split,
+                           families=snakemake.params.families, reference_language=options.reference_language)
+            for split in SPLITS
+        ],
+        ignore_index=True,
+    )
     scores = score_predictions(predictions, list(predictors))
     write_csv(predictions, snakemake.output.predictions)
     write_csv(scores, snakemake.output.scores)

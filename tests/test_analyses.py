@@ -13,7 +13,7 @@ from xlsafety.analyses.common import ability, irt_probability, pooled_rates, pro
 from xlsafety.analyses.dimensionality import category_concordance, kendall_w, q3_by_pair_type, scree
 from xlsafety.analyses.english_worse import english_worse, english_worse_counts
 from xlsafety.analyses.fragment import render_fragment
-from xlsafety.analyses.gap import free_tau, tau_by_category, tau_by_language, top_tau
+from xlsafety.analyses.gap import free_tau, tau_by_category, tau_by_language, tau_vs_quality, top_tau
 from xlsafety.analyses.jsr import ability_jsr_correlation, jsr_intervals, jsr_with_ability, wilson_interval
 from xlsafety.analyses.uncertainty import binary_entropy, cell_entropy, mean_entropy
 from xlsafety.analyses.validation import (
@@ -21,10 +21,12 @@ from xlsafety.analyses.validation import (
     binomial_log_loss,
     cross_validate,
     irt_predictor,
+    no_tau_predictor,
     predict_additive,
     predict_configuration,
     predict_intercept,
     score_predictions,
+    split_labels,
     weighted_auc,
 )
 from xlsafety.irt import FitOptions
@@ -535,3 +537,101 @@ def test_ability_grid_covers_every_pair():
 
     assert len(grid) == 6
     assert grid.set_index(["configuration", "language"]).loc[("b", "zh"), "ability"] == pytest.approx(1.0)
+
+
+def test_tau_vs_quality_per_language_and_pooled():
+    tau = pd.DataFrame({"id": [1, 2, 3, 4, 1, 2], "language": ["fr"] * 4 + ["de"] * 2,
+                        "tau": [0.8, 0.4, 0.1, -0.2, 0.3, 0.1]})
+    # Prompt 5 has a chrF but no tau, so it is left out.
+    quality = pd.DataFrame({"language": ["fr"] * 5 + ["de"] * 2, "id": [1, 2, 3, 4, 5, 1, 2],
+                            "chrf": [20.0, 40.0, 60.0, 80.0, 90.0, 50.0, 70.0]})
+
+    table = tau_vs_quality(tau, quality).set_index("language")
+
+    assert list(table.index) == ["de", "fr", "all"]
+    assert table.loc["fr", "cells"] == 4
+    assert table.loc["fr", "spearman_rho"] == pytest.approx(-1.0)
+    assert table.loc["fr", "mean_tau_low_chrf"] == pytest.approx(0.6)
+    assert table.loc["fr", "mean_tau_high_chrf"] == pytest.approx(-0.05)
+    assert math.isnan(table.loc["de", "pearson_r"])
+    assert table.loc["all", "cells"] == 6
+    assert table.loc["all", "pearson_r"] < 0
+
+
+def test_tau_vs_quality_without_overlap_is_empty():
+    tau = pd.DataFrame({"id": [1], "language": ["fr"], "tau": [0.5]})
+    quality = pd.DataFrame({"language": ["de"], "id": [1], "chrf": [30.0]})
+
+    assert tau_vs_quality(tau, quality).empty
+
+
+def test_tau_quality_scatter_writes_png(tmp_path):
+    tau = pd.DataFrame({"id": [1, 2], "language": ["fr", "fr"], "tau": [0.5, -0.1]})
+    quality = pd.DataFrame({"language": ["fr", "fr"], "id": [1, 2], "chrf": [30.0, 70.0]})
+    path = tmp_path / "tau_quality.png"
+
+    figures.tau_quality_scatter(tau, quality, path)
+
+    assert path.read_bytes()[:4] == b"\x89PNG"
+
+
+def test_leave_one_language_out_keeps_reference():
+    cells = rates_cells({1: [0, 1, 2, 4], 2: [1, 2, 3, 4]}, languages=("en", "bn", "sw"))
+
+    labels = split_labels(cells, "leave-one-language-out", reference_language="en")
+    predictions = cross_validate(cells, {"additive": predict_additive}, 5, seed=0,
+                                 split="leave-one-language-out", reference_language="en")
+
+    assert labels[cells["language"] == "en"].isna().all()
+    assert set(predictions["fold"]) == {"bn", "sw"}
+    assert set(predictions["language"]) == {"bn", "sw"}
+    assert (predictions["split"] == "leave-one-language-out").all()
+
+
+def test_leave_one_family_out_groups_configurations():
+    cells = rates_cells({1: [0, 1, 2, 4], 2: [1, 2, 3, 4]}, languages=("en", "bn"))
+    families = {"c0": "small", "c1": "small", "c2": "large", "c3": "large"}
+
+    predictions = cross_validate(cells, {"intercept": predict_intercept}, 5, seed=0,
+                                 split="leave-one-family-out", families=families)
+    scores = score_predictions(predictions, ["intercept"])
+
+    held = predictions.groupby("fold")["configuration"].agg(set).to_dict()
+    assert held == {"large": {"c2", "c3"}, "small": {"c0", "c1"}}
+    assert set(scores["fold"]) == {"large", "small", "all"}
+
+
+def test_split_with_one_fold_is_skipped(caplog):
+    cells = rates_cells({1: [0, 1, 2, 4]}, languages=("en", "bn"))
+
+    predictions = cross_validate(cells, {"intercept": predict_intercept}, 5, seed=0,
+                                 split="leave-one-family-out", families={f"c{j}": "one" for j in range(4)})
+
+    assert predictions.empty
+    assert "is skipped" in caplog.text
+
+
+def test_no_tau_predictor_anchors_every_training_prompt():
+    received = []
+
+    def fake_fit(train, options):
+        received.append(options)
+        table = parameters_frame([("theta", "c0", None, None, 0.0)])
+        return type("Result", (), {"parameters": table})()
+
+    cells = rates_cells({3: [0, 4], 7: [1, 2]}, languages=("en",))
+    no_tau_predictor(fake_fit, FitOptions(model="multigroup-2pl"))(cells, cells)
+
+    assert received[0].anchors == [3, 7]
+    assert received[0].standard_errors is False
+
+
+def test_irt_probability_of_unidimensional_items():
+    # The unidimensional models give each (prompt, language) its own beta.
+    parameters = parameters_frame([("theta", "c0", None, None, 1.0), ("beta", None, 1, "en", 1.0),
+                                   ("beta", None, 1, "bn", -1.0)])
+    cells = pd.DataFrame({"configuration": ["c0", "c0"], "id": [1, 1], "language": ["en", "bn"]})
+
+    probability = irt_probability(cells, parameters)
+
+    assert probability == pytest.approx([0.5, expit(2.0)])

@@ -412,6 +412,7 @@ def test_example_translates_only_french(tmp_path):
     assert languages_of(output, "translate") == ["fr"]
     assert languages_of(output, "prompts") == ["en", "fr"]
     assert counts["generate"] == counts["judge"] == 2 * 2
+    assert counts["analysis_tau_quality"] == 1
 
 
 def test_backend_change_reruns_one_language(tmp_path, tiny_base_model):

@@ -49,7 +49,12 @@ def pooled_rates(cells: pd.DataFrame, keys: list[str]) -> pd.DataFrame:
 def parameter_values(parameters: pd.DataFrame, name: str) -> pd.DataFrame:
     """Return one parameter family as its key columns plus a column named after it."""
     keys, _ = PARAMETER_KEYS[name]
-    selected = parameters.loc[parameters["parameter"] == name, keys + ["estimate"]]
+    rows = parameters[parameters["parameter"] == name]
+    # The unidimensional 1PL and 2PL treat each (prompt, language) as its own item,
+    # so their beta and alpha carry a language.
+    if "language" not in keys and "id" in keys and "language" in rows and rows["language"].notna().any():
+        keys = keys + ["language"]
+    selected = rows[keys + ["estimate"]]
     return selected.rename(columns={"estimate": name}).reset_index(drop=True)
 
 
@@ -75,8 +80,10 @@ def irt_probability(cells: pd.DataFrame, parameters: pd.DataFrame) -> np.ndarray
     alpha), which is also the prior mean for a unit that was not in the fit.
     """
     frame = cells[["configuration", "id", "language"]].copy()
-    for name, (keys, default) in PARAMETER_KEYS.items():
-        frame = frame.merge(parameter_values(parameters, name), on=keys, how="left")
+    for name, (_, default) in PARAMETER_KEYS.items():
+        values = parameter_values(parameters, name)
+        keys = [column for column in values.columns if column != name]
+        frame = frame.merge(values, on=keys, how="left")
         missing = frame[name].isna()
         if missing.any() and name in ("theta", "beta"):
             log.warning("%d cells have no %s in the parameter table; using 0", int(missing.sum()), name)

@@ -129,6 +129,23 @@ def tau_panels(by_category: pd.DataFrame, by_language: pd.DataFrame, path: str |
     save(figure, path)
 
 
+def tau_quality_scatter(tau: pd.DataFrame, quality: pd.DataFrame, path: str | Path) -> None:
+    """Plot tau against the back-translation chrF of each translated prompt, one colour per language."""
+    joined = tau.merge(quality[["language", "id", "chrf"]], on=["language", "id"], how="inner")
+    figure, axes = plt.subplots(figsize=(7, 5))
+    if joined.empty:
+        _no_data(axes, "no translated prompt has a tau estimate")
+    else:
+        for language, group in joined.groupby("language", sort=True):
+            axes.scatter(group["chrf"], group["tau"], s=14, alpha=0.7, label=language)
+        axes.axhline(0, color="#999999", linewidth=1)
+        axes.set_xlabel("back-translation chrF of the translated prompt")
+        axes.set_ylabel("tau (positive: less safe than predicted)")
+        axes.legend(title="language", fontsize="small")
+    axes.set_title("Cross-lingual gap and translation quality")
+    save(figure, path)
+
+
 def scree_plot(eigenvalues: np.ndarray, path: str | Path) -> None:
     """Scree plot of the eigenvalues of the prompt correlation matrix, with the Kaiser line at 1."""
     figure, axis = plt.subplots(figsize=(6, 4))
@@ -145,17 +162,28 @@ def scree_plot(eigenvalues: np.ndarray, path: str | Path) -> None:
 
 
 def validation_bars(scores: pd.DataFrame, path: str | Path) -> None:
-    """Plot pooled held-out log-loss and AUC per model."""
+    """Plot pooled held-out log-loss and AUC per model, one group of bars per split."""
     pooled = scores[scores["fold"] == "all"]
-    figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4))
-    left.bar(pooled["model"], pooled["log_loss"], color="#1b9e77")
+    if "split" not in pooled.columns:
+        pooled = pooled.assign(split="k-fold")
+    splits = list(dict.fromkeys(pooled["split"]))
+    models = list(dict.fromkeys(pooled["model"]))
+    width = 0.8 / max(1, len(splits))
+    positions = np.arange(len(models))
+
+    figure, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
+    for index, split in enumerate(splits):
+        part = pooled[pooled["split"] == split].set_index("model").reindex(models)
+        offset = positions + (index - (len(splits) - 1) / 2) * width
+        left.bar(offset, part["log_loss"], width=width, label=split)
+        right.bar(offset, part["auc"].fillna(0), width=width, label=split)
     left.set_ylabel("held-out log-loss per pass (nats, lower is better)")
-    right.bar(pooled["model"], pooled["auc"].fillna(0), color="#7570b3")
     right.set_ylabel("held-out AUC (higher is better)")
     right.set_ylim(0, 1)
     for axis in (left, right):
-        axis.tick_params(axis="x", rotation=20)
-    figure.suptitle("K-fold predictive validation on cells")
+        axis.set_xticks(positions, models, rotation=20)
+    left.legend(fontsize="small")
+    figure.suptitle("Predictive validation on held-out cells")
     save(figure, path)
 
 

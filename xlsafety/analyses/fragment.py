@@ -33,6 +33,8 @@ def render_fragment(
     spearman = ability_jsr_correlation(jsr_ability)
     statistics = dict(zip(dimensionality["statistic"], dimensionality["value"]))
     pooled = validation[validation["fold"] == "all"]
+    if "split" in pooled.columns:
+        pooled = pooled[pooled["split"] == "k-fold"]
 
     lines = [
         f"## Analyses ({judge} judge)",
@@ -55,7 +57,7 @@ def render_fragment(
     lines += [
         f"- First factor's share of variance: {_number(statistics.get('first_factor_share'))}; "
         f"Kendall's W of harm-category rankings: {_number(statistics.get('kendall_w'))}",
-        "- Held-out log-loss per pass (AUC): "
+        "- Held-out log-loss per pass (AUC), k-fold: "
         + ", ".join(f"{row.model} {_number(row.log_loss, 4)} ({_number(row.auc)})" for row in pooled.itertuples()),
     ]
     if anchors is not None and dif is not None:

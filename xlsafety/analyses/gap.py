@@ -77,3 +77,40 @@ def _category_row(tag, group, rng, resamples, level) -> dict:
     tail = (1 - level) / 2
     lower, upper = np.quantile(means, [tail, 1 - tail])
     return {**row, "lower": float(lower), "upper": float(upper)}
+
+
+def tau_vs_quality(tau: pd.DataFrame, quality: pd.DataFrame) -> pd.DataFrame:
+    """Relate tau to the back-translation chrF of machine-translated prompts, per language and pooled.
+
+    `quality` has the translate rule's columns (language, id, chrf, ...). Only
+    translated cells with a tau estimate count. A negative correlation means
+    that worse translations come with larger gaps, which suggests that part
+    of the gap is translation noise rather than a property of the language.
+    Spearman's rho is reported next to Pearson's r because chrF is bounded
+    and often skewed. A group with fewer than 3 cells gets no correlation.
+    """
+    joined = tau.merge(quality[["language", "id", "chrf"]], on=["language", "id"], how="inner")
+    joined = joined.dropna(subset=["chrf"])
+    rows = [_quality_row(language, group) for language, group in joined.groupby("language", sort=True)]
+    if not joined.empty:
+        rows.append(_quality_row("all", joined))
+    columns = ["language", "cells", "mean_chrf", "pearson_r", "spearman_rho", "mean_tau_low_chrf",
+               "mean_tau_high_chrf"]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _quality_row(language: str, group: pd.DataFrame) -> dict:
+    row = {"language": language, "cells": len(group), "mean_chrf": float(group["chrf"].mean())}
+    if len(group) < 3 or group["chrf"].nunique() < 2 or group["tau"].nunique() < 2:
+        return {**row, "pearson_r": np.nan, "spearman_rho": np.nan, "mean_tau_low_chrf": np.nan,
+                "mean_tau_high_chrf": np.nan}
+
+    # The median splits the cells into the worse and the better translated half.
+    low = group["chrf"] <= group["chrf"].median()
+    return {
+        **row,
+        "pearson_r": float(group["tau"].corr(group["chrf"])),
+        "spearman_rho": float(group["tau"].corr(group["chrf"], method="spearman")),
+        "mean_tau_low_chrf": float(group.loc[low, "tau"].mean()),
+        "mean_tau_high_chrf": float(group.loc[~low, "tau"].mean()) if (~low).any() else np.nan,
+    }

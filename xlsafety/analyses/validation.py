@@ -1,8 +1,11 @@
-"""Held-out predictive validation: K-fold log-loss and AUC of baselines and the IRT model.
+"""Held-out predictive validation: log-loss and AUC of baselines and the IRT model.
 
-Cells (configuration, prompt, language) with a valid pass are split into K
-seeded folds. Each model is fitted on K - 1 folds and predicts P(safe) for
-the held-out cells. Log-loss is the binomial log-loss per valid pass in nats,
+Cells (configuration, prompt, language) with a valid pass are split in one of
+three ways (`SPLITS`): K seeded folds of cells, one fold per language
+(leave-one-language-out), or one fold per model family, the configurations
+that share a model (leave-one-family-out). Each model is fitted on the other
+folds and predicts P(safe) for the held-out cells. A unit that the training
+folds lack gets its prior mean (0 for theta, gamma, delta and tau). Log-loss is the binomial log-loss per valid pass in nats,
 -(k log p + (n - k) log(1 - p)) / n summed over cells, and AUC treats every
 held-out pass as one case (safe = positive) scored by its cell's P(safe).
 """
@@ -39,6 +42,28 @@ def assign_folds(cells: pd.DataFrame, folds: int, seed: int) -> np.ndarray:
     assignment = np.empty(len(cells), dtype=int)
     assignment[order] = np.arange(len(cells)) % folds
     return assignment
+
+
+SPLITS = ("k-fold", "leave-one-language-out", "leave-one-family-out")
+
+
+def split_labels(cells: pd.DataFrame, split: str, *, folds: int = 5, seed: int = 0,
+                 families: dict[str, str] | None = None, reference_language: str | None = None) -> pd.Series:
+    """Return the held-out fold of each cell under `split`, or None for cells that always stay in training.
+
+    The reference language is never held out, because the multi-group models
+    are identified by fixing its gamma and delta to 0. A configuration missing
+    from `families` is its own family.
+    """
+    if split == "k-fold":
+        return pd.Series(assign_folds(cells, folds, seed).astype(str), index=cells.index, dtype=object)
+    if split == "leave-one-language-out":
+        labels = cells["language"].astype(object)
+        return labels.where(labels != reference_language, None)
+    if split == "leave-one-family-out":
+        families = families or {}
+        return cells["configuration"].map(lambda configuration: families.get(configuration, configuration))
+    raise ValueError(f"unknown split {split!r}; expected one of {SPLITS}")
 
 
 def binomial_log_loss(safe, valid, probability) -> float:
@@ -145,42 +170,66 @@ def irt_predictor(fit: Callable, options) -> Predictor:
     return predict
 
 
-def cross_validate(cells: pd.DataFrame, predictors: dict[str, Predictor], folds: int, seed: int) -> pd.DataFrame:
-    """Return the held-out P(safe) of every model for every cell with a valid pass.
+def cross_validate(cells: pd.DataFrame, predictors: dict[str, Predictor], folds: int, seed: int,
+                   split: str = "k-fold", families: dict[str, str] | None = None,
+                   reference_language: str | None = None) -> pd.DataFrame:
+    """Return the held-out P(safe) of every model for every held-out cell with a valid pass.
 
-    The result has the cell keys, n_valid, n_safe, fold, and one column per model.
+    The result has the cell keys, n_valid, n_safe, split, fold, and one column
+    per model. A split with fewer than 2 folds (one language besides the
+    reference, one model family) returns no rows, with a warning.
     """
     usable = cells[cells["n_valid"] > 0].reset_index(drop=True)
-    if len(usable) < folds:
+    if split == "k-fold" and len(usable) < folds:
         log.warning("%d cells with a valid pass are fewer than %d folds; using %d folds",
                     len(usable), folds, len(usable))
         folds = len(usable)
-    usable["fold"] = assign_folds(usable, folds, seed)
+    usable["fold"] = split_labels(usable, split, folds=folds, seed=seed, families=families,
+                                  reference_language=reference_language)
+    labels = sorted(label for label in usable["fold"].dropna().unique())
+    if len(labels) < 2:
+        log.warning("split %s has %d fold(s); at least 2 are needed, so it is skipped", split, len(labels))
+        return usable.iloc[0:0].assign(split=split, **{name: np.nan for name in predictors})
 
     predictions = {name: np.full(len(usable), np.nan) for name in predictors}
-    for fold in range(folds):
-        held_out = (usable["fold"] == fold).to_numpy()
+    for number, label in enumerate(labels, start=1):
+        held_out = (usable["fold"] == label).to_numpy()
         train, test = usable[~held_out], usable[held_out]
         for name, predictor in predictors.items():
             predictions[name][held_out] = predictor(train, test)
-        log.info("fold %d of %d: %d held-out cells", fold + 1, folds, int(held_out.sum()))
-    return usable.assign(**predictions)
+        log.info("%s fold %s (%d of %d): %d held-out cells", split, label, number, len(labels),
+                 int(held_out.sum()))
+    in_some_fold = usable["fold"].notna().to_numpy()
+    return usable.assign(split=split, **predictions)[in_some_fold].reset_index(drop=True)
 
 
 def score_predictions(predictions: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Return log-loss and AUC per model and fold, and pooled over folds (fold = "all")."""
+    """Return log-loss and AUC per split, model and fold, and pooled over the folds of a split (fold = "all")."""
+    if "split" not in predictions.columns:
+        predictions = predictions.assign(split="k-fold")
     rows = []
-    for model in models:
-        groups = [(str(fold), part) for fold, part in predictions.groupby("fold")] + [("all", predictions)]
-        for fold, part in groups:
-            rows.append(
-                {
-                    "model": model,
-                    "fold": fold,
-                    "cells": len(part),
-                    "passes": int(part["n_valid"].sum()),
-                    "log_loss": binomial_log_loss(part["n_safe"], part["n_valid"], part[model]),
-                    "auc": weighted_auc(part["n_safe"], part["n_valid"], part[model]),
-                }
-            )
+    for split, by_split in predictions.groupby("split", sort=False):
+        for model in models:
+            groups = [(str(fold), part) for fold, part in by_split.groupby("fold")] + [("all", by_split)]
+            for fold, part in groups:
+                rows.append(
+                    {
+                        "split": split,
+                        "model": model,
+                        "fold": fold,
+                        "cells": len(part),
+                        "passes": int(part["n_valid"].sum()),
+                        "log_loss": binomial_log_loss(part["n_safe"], part["n_valid"], part[model]),
+                        "auc": weighted_auc(part["n_safe"], part["n_valid"], part[model]),
+                    }
+                )
     return pd.DataFrame(rows)
+
+
+def no_tau_predictor(fit: Callable, options) -> Predictor:
+    """Return a predictor for the multi-group model without tau: every training prompt is an anchor."""
+    def predict(train: pd.DataFrame, test: pd.DataFrame) -> np.ndarray:
+        anchored = dataclasses.replace(options, anchors=sorted(int(value) for value in train["id"].unique()))
+        return irt_predictor(fit, anchored)(train, test)
+
+    return predict
