@@ -182,6 +182,44 @@ def test_decode_loop_matches_generate(chat_model):
     assert found == expected[:, encoded["input_ids"].shape[1] :].tolist()
 
 
+def test_grouped_prefill_matches_whole_batch(chat_model, monkeypatch):
+    import torch
+
+    from xlsafety.backends import decode_loop
+
+    model, tokenizer = chat_model
+    texts = ["Hi", "Write a long story about a fox and a bear in the woods at night.", "Tell me a secret.",
+             "How do I pick a lock?", "Hello there, friend."]
+    encoded = tiny_batch(tokenizer, texts)
+
+    def logits_per_step(group: int) -> list:
+        monkeypatch.setattr(decode_loop, "PREFILL_GROUP", group)
+        seen = []
+
+        def choose(logits, active):
+            seen.append(logits.clone())
+            return logits.argmax(dim=-1)
+
+        with torch.inference_mode():
+            decode_loop.decode(model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens=4,
+                               choose=choose, stop_ids=[])
+        return seen
+
+    # Groups of 2 rows take the grouped path; one group of 100 is the whole batch in one pass.
+    grouped, whole = logits_per_step(2), logits_per_step(100)
+
+    assert len(grouped) == len(whole) == 4
+    for step, (found, expected) in enumerate(zip(grouped, whole)):
+        assert torch.allclose(found, expected, atol=1e-4), f"step {step}"
+
+
+def test_greedy_batch_of_twelve_equals_single(chat_model):
+    single = run(chat_model, prompts(12), GREEDY, batch_size=1)
+    batched = run(chat_model, prompts(12), GREEDY, batch_size=12)
+
+    assert batched["text"].tolist() == single["text"].tolist()
+
+
 def test_decode_loop_drops_stopped_rows(chat_model):
     """A row that stops early leaves the batch, and the other rows still equal their one-at-a-time output."""
     import torch
