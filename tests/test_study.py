@@ -245,3 +245,10 @@ def test_gguf_chat_template_detected():
     gguf_file = Path(list(spec.submodule_search_locations)[0]) / "SmolLM2-135M-Instruct.Q4_1.gguf"
 
     assert local_chat_template(str(gguf_file)) is True
+
+
+def test_missing_local_dataset_rejected(tmp_path):
+    missing = tmp_path / "MultiJail.csv"
+
+    with pytest.raises(ConfigError, match=r"dataset\.source: file .*MultiJail\.csv' not found"):
+        check_study(study(dataset={"source": str(missing), "prompt_limit": None}))

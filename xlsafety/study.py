@@ -104,8 +104,13 @@ def check_local_dataset(config: dict) -> None:
     checked by the prompts jobs, which run before any generation job.
     """
     source = config["dataset"]["source"]
-    if source in ("embedded", "multijail") or is_url(source) or not Path(source).is_file():
+    if source in ("embedded", "multijail") or is_url(source):
         return
+    if not Path(source).is_file():
+        raise ConfigError(
+            f"config key dataset.source: file {source!r} not found (relative paths start at the "
+            "working directory); give the path of a local CSV, a URL, 'multijail' or 'embedded'"
+        )
     try:
         frame = read_dataset(source)
         ids = select_prompt_ids(frame, config["dataset"]["prompt_limit"])
