@@ -635,3 +635,13 @@ def test_irt_probability_of_unidimensional_items():
     probability = irt_probability(cells, parameters)
 
     assert probability == pytest.approx([0.5, expit(2.0)])
+
+
+def test_one_held_out_language_still_validated():
+    cells = rates_cells({1: [0, 1, 2, 4], 2: [1, 2, 3, 4]}, languages=("en", "bn"))
+
+    predictions = cross_validate(cells, {"additive": predict_additive}, 5, seed=0,
+                                 split="leave-one-language-out", reference_language="en")
+
+    assert set(predictions["fold"]) == {"bn"}
+    assert len(predictions) == 8

@@ -54,7 +54,10 @@ def test_tiny_study_report_has_every_analysis(tmp_path):
     assert len(jsr) == 2 * 2
     assert jsr["jsr"].between(0, 1).all()
     validation = pd.read_csv(analyses / "validation.csv")
-    assert set(validation["model"]) == {"intercept", "configuration", "additive", "multigroup-2pl"}
+    assert set(validation["model"]) == {"intercept", "configuration", "additive", "1pl",
+                                        "multigroup-2pl without tau", "multigroup-2pl"}
+    # The tiny study has one model family, so leave-one-family-out has nothing to train on.
+    assert set(validation["split"]) == {"k-fold", "leave-one-language-out"}
     assert (analyses / "summary_fragment.md").read_text().startswith("## Analyses (refusal judge)")
 
     rendered = snakemake("--report", "results/report.html", workdir=tmp_path)

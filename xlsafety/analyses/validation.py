@@ -176,8 +176,8 @@ def cross_validate(cells: pd.DataFrame, predictors: dict[str, Predictor], folds:
     """Return the held-out P(safe) of every model for every held-out cell with a valid pass.
 
     The result has the cell keys, n_valid, n_safe, split, fold, and one column
-    per model. A split with fewer than 2 folds (one language besides the
-    reference, one model family) returns no rows, with a warning.
+    per model. A split that would leave no training cells (a single model
+    family) returns no rows, with a warning.
     """
     usable = cells[cells["n_valid"] > 0].reset_index(drop=True)
     if split == "k-fold" and len(usable) < folds:
@@ -187,8 +187,10 @@ def cross_validate(cells: pd.DataFrame, predictors: dict[str, Predictor], folds:
     usable["fold"] = split_labels(usable, split, folds=folds, seed=seed, families=families,
                                   reference_language=reference_language)
     labels = sorted(label for label in usable["fold"].dropna().unique())
-    if len(labels) < 2:
-        log.warning("split %s has %d fold(s); at least 2 are needed, so it is skipped", split, len(labels))
+    # Holding out the only fold would leave nothing to train on, unless some cells
+    # (the reference language) always stay in training.
+    if not labels or (len(labels) == 1 and usable["fold"].notna().all()):
+        log.warning("split %s has %d fold(s) and no cells outside them, so it is skipped", split, len(labels))
         return usable.iloc[0:0].assign(split=split, **{name: np.nan for name in predictors})
 
     predictions = {name: np.full(len(usable), np.nan) for name in predictors}
