@@ -165,7 +165,8 @@ def test_prepare_fills_anchors_and_configurations():
     source = prepare_source(config)
 
     assert config["irt"]["anchors"] == [0, 1]
-    assert config["models"] == {} and config["decoding"] == {}
+    assert config["models"] == {}
+    assert config["decoding"] == {}
     assert sorted(source.configurations) == sorted(configuration_names(6))
     assert source.judge == "simulated"
     assert "seed 3" in source.label
