@@ -6,6 +6,7 @@ import torch
 
 from xlsafety.irt import MODELS, FitOptions, fit
 from xlsafety.irt import hessian as hessian_module
+from xlsafety.irt.centring import centre_estimates, centre_variances, language_groups
 from xlsafety.irt.design import build_design, validate_cells
 from xlsafety.irt.hessian import StructuredHessian
 from xlsafety.irt.models import model_spec
@@ -74,6 +75,43 @@ def test_hessian_factor_matches_autograd(model, drop_pair, monkeypatch):
         assert (hessian.whiten_gradient(probe) @ whitened).item() == pytest.approx((probe @ probe).item(), rel=1e-9)
     assert not hessian.regularised
     assert torch.allclose(hessian.inverse_diagonal(), torch.linalg.inv(expected).diagonal(), rtol=1e-8)
+
+
+@pytest.mark.parametrize("model", ["multigroup-2pl", "grm"])
+def test_centred_language_terms_match_dense_covariance(model):
+    # Configuration c000_x has no cell in l01: its delta there is shifted with the others but stays out of the mean.
+    spec = model_spec(model)
+    cells = simulate_cells(0, configurations=5, prompts=6, languages=3, passes=4, anchors=2, graded=spec.graded).cells
+    cells = validate_cells(cells[(cells["configuration"] != "c000_x") | (cells["language"] != "l01")], spec.graded)
+    objective = Objective(build_design(cells, spec, "en", [0, 1], tau_scale=0.5))
+    design = objective.design
+    assert [len(deltas) - len(with_cells) for deltas, with_cells, _ in language_groups(design)] == [1, 0]
+    free, _, _ = minimise(objective, design.initial, 500, 1e-9)
+    covariance = torch.linalg.inv(torch.func.hessian(lambda x: autograd_loss(objective, x))(free))
+    hessian = StructuredHessian(objective, free, exact=True)
+
+    variances = centre_variances(design, hessian, hessian.inverse_diagonal())
+    centred = centre_estimates(design, free)
+
+    for deltas, with_cells, gamma in language_groups(design):
+        averaging = torch.zeros(design.free_count, dtype=torch.float64)
+        averaging[with_cells] = 1 / len(with_cells)
+        for position in [*deltas, gamma]:
+            contrast = -averaging.clone()
+            contrast[position] += 1
+            assert variances[position].item() == pytest.approx((contrast @ covariance @ contrast).item(), rel=1e-8)
+            assert centred[position].item() == pytest.approx((contrast @ free).item(), abs=1e-12)
+        assert centred[with_cells].mean().item() == pytest.approx(0, abs=1e-12)
+
+
+def test_centring_leaves_predictions_unchanged():
+    objective = small_objective("multigroup-2pl")
+    free, _, _ = minimise(objective, objective.design.initial, 500, 1e-9)
+    centred = centre_estimates(objective.design, free)
+
+    assert not torch.equal(centred, free)
+    assert objective.negative_log_likelihood(centred) == pytest.approx(objective.negative_log_likelihood(free),
+                                                                       rel=1e-12)
 
 
 @pytest.mark.parametrize("model", list(MODELS))

@@ -10,6 +10,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from xlsafety.irt.centring import centre_estimates
 from xlsafety.irt.design import build_design, validate_cells
 from xlsafety.irt.laplace import laplace_standard_errors
 from xlsafety.irt.models import model_spec
@@ -19,6 +20,12 @@ from xlsafety.irt.scale import refine_scale
 from xlsafety.irt.table import degenerate_units, parameter_table
 
 log = logging.getLogger(__name__)
+
+# Below this many cells a second thread slows the fit down. On 2 cores, the
+# MultiJail shape (192,150 cells) took 4.9 s with one thread and 6.4 s with
+# two; 6 million cells took 225 s with two against about 360 s with one. The
+# crossover between those sizes was not measured more closely.
+MULTI_THREAD_CELLS = 1_000_000
 
 
 @dataclass
@@ -40,8 +47,9 @@ class FitOptions:
         leaves open. False gives the plain joint MAP, whose locations are
         shrunk towards 0.
     standard_errors: compute Laplace standard errors and 95% intervals.
-    threads: torch CPU threads during the fit (None keeps torch's setting).
-        The per-cell operations are small, so one thread is usually fastest.
+    threads: the most torch CPU threads the fit uses (None: torch's setting).
+        Designs under MULTI_THREAD_CELLS cells use one thread, because their
+        per-cell operations are too small to gain from more.
     """
 
     model: str = "multigroup-2pl"
@@ -52,7 +60,7 @@ class FitOptions:
     gradient_tolerance: float = 1e-3
     scale_correction: bool = True
     standard_errors: bool = True
-    threads: int | None = 1
+    threads: int | None = None
 
 
 @dataclass
@@ -81,7 +89,7 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
     _check_options(options)
     used = validate_cells(cells, spec.graded)
 
-    with _torch_threads(options.threads):
+    with _torch_threads(_fit_threads(options.threads, len(used))):
         design = build_design(used, spec, options.reference_language, options.anchors, options.tau_scale,
                               options.scale_correction)
         objective = Objective(design)
@@ -99,7 +107,8 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
         log_likelihood = -objective.negative_log_likelihood(free)
         log_prior = -objective.prior(free, with_scale_term=False)[0]
 
-    parameters = parameter_table(design, free, laplace.standard_errors if laplace else None)
+    # Reported on the scale the data identify: delta centred per language (centring.py).
+    parameters = parameter_table(design, centre_estimates(design, free), laplace.standard_errors if laplace else None)
     summary = _summary(options, design, convergence, log_likelihood, log_prior, map_seconds, laplace)
     summary["scale_term"] = scale_record
     summary["cells_without_valid_pass"] = int(len(cells) - len(used))
@@ -178,6 +187,13 @@ def _check_options(options: FitOptions) -> None:
     bad = [anchor for anchor in options.anchors if isinstance(anchor, bool) or not isinstance(anchor, (int, np.integer))]
     if bad:
         raise ValueError(f"anchors must be integer prompt ids, got {bad}")
+
+
+def _fit_threads(threads: int | None, cells: int) -> int:
+    """Return the torch threads of a fit of `cells` cells: one for a small design, else `threads`."""
+    if cells < MULTI_THREAD_CELLS:
+        return 1
+    return threads if threads is not None else torch.get_num_threads()
 
 
 @contextmanager

@@ -5,6 +5,7 @@ from dataclasses import dataclass
 
 import torch
 
+from xlsafety.irt.centring import centre_variances
 from xlsafety.irt.hessian import StructuredHessian
 from xlsafety.irt.objective import Objective
 
@@ -32,14 +33,18 @@ def laplace_standard_errors(objective: Objective, free: torch.Tensor) -> Laplace
     with coverage pooled over seeds (tests/test_irt_recovery.py and
     benchmarks/irt_benchmark.py --coverage-seeds). That matters most for
     gamma, whose coverage in one fit with 9 free gammas can only be k/9.
+
+    Delta and gamma get the variances of their language-centred versions
+    (centring.py), which leave out the shift delta_jL + c with gamma_L + c
+    that the data cannot see.
     """
     started = time.perf_counter()
     hessian = StructuredHessian(objective, free, exact=True)
-    variance = hessian.inverse_diagonal()
+    variance = centre_variances(objective.design, hessian, hessian.inverse_diagonal())
 
     summary = {
         "method": "exact Hessian of the negative log posterior, inverted through a Schur complement "
-                  "over (prompt, language) pairs",
+                  "over (prompt, language) pairs; delta and gamma centred per language",
         "dense_parameters": int(hessian.partition.kept.numel()),
         "pair_parameters": int(hessian.partition.eliminated.numel()),
         "regularised": hessian.regularised,

@@ -1,0 +1,77 @@
+"""Language terms reported on their identified scale: delta centred in each language.
+
+In the multigroup models the likelihood is unchanged when every delta_jL of
+a language L and its gamma_L shift by the same amount c. The priors pick one
+point on that line, but the data determine only
+
+    gamma_L - m_L   and   delta_jL - m_L,
+
+with m_L the mean of delta_jL over the configurations that have cells in L.
+The fit reports these: gamma_L becomes the difficulty of L for the average
+configuration, and each delta_jL how far configuration j departs from that
+average. theta + delta - gamma, and so every prediction, is unchanged.
+
+Their Laplace variances come from the dense block S of the factorised
+Hessian (hessian.py), which holds theta, delta, beta, gamma and alpha: with
+v_L the vector that averages the deltas of L and w = S^-1 v_L,
+
+    Var(x - m_L) = Var(x) - 2 w[x] + v_L' w    for x = gamma_L or delta_jL.
+
+One triangular solve per language keeps this cheap at any size.
+"""
+
+import numpy as np
+import torch
+
+from xlsafety.irt.design import Design
+from xlsafety.irt.hessian import StructuredHessian
+
+
+def language_groups(design: Design) -> list[tuple[np.ndarray, np.ndarray, int]]:
+    """Return, per free language, the free positions of its deltas, those with cells, and of its gamma.
+
+    Positions index the free parameter vector. Empty for models without language terms.
+    """
+    if "delta" not in design.blocks:
+        return []
+    delta, gamma = design.blocks["delta"], design.blocks["gamma"]
+    free_of = np.full(design.size, -1)
+    free_of[design.free_positions.numpy()] = np.arange(design.free_count)
+    read = np.unique(design.local_index[:, design.columns.index("delta")].numpy())
+
+    groups = []
+    for language in range(len(design.languages)):
+        if language == design.reference:
+            continue
+        positions = delta.positions(np.arange(delta.shape[0]), np.full(delta.shape[0], language))
+        with_cells = np.intersect1d(positions, read)
+        groups.append((free_of[positions], free_of[with_cells], int(free_of[gamma.offset + language])))
+    return groups
+
+
+def centre_estimates(design: Design, free: torch.Tensor) -> torch.Tensor:
+    """Return `free` with each language's mean delta (over configurations with cells) taken from its deltas and gamma."""
+    centred = free.clone()
+    for deltas, with_cells, gamma in language_groups(design):
+        mean = free[with_cells].mean() if len(with_cells) else free.new_zeros(())
+        centred[deltas] -= mean
+        centred[gamma] -= mean
+    return centred
+
+
+def centre_variances(design: Design, hessian: StructuredHessian, variance: torch.Tensor) -> torch.Tensor:
+    """Return the Laplace variances with those of delta and gamma replaced by their centred versions."""
+    centred = variance.clone()
+    kept_of_free = torch.full((design.free_count,), -1, dtype=torch.long)
+    kept_of_free[hessian.partition.kept] = torch.arange(hessian.partition.kept.numel())
+    for deltas, with_cells, gamma in language_groups(design):
+        if not len(with_cells):
+            continue
+        averaging = torch.zeros(hessian.s_factor.shape[0], 1, dtype=torch.float64)
+        averaging[kept_of_free[with_cells], 0] = 1.0 / len(with_cells)
+        covariance = torch.cholesky_solve(averaging, hessian.s_factor)[:, 0]
+        mean_variance = float(averaging[:, 0] @ covariance)
+        for positions in (deltas, np.array([gamma])):
+            targets = torch.as_tensor(positions)
+            centred[targets] = variance[targets] - 2 * covariance[kept_of_free[targets]] + mean_variance
+    return centred
