@@ -9,10 +9,10 @@ cells carry no information. `Simulation.tau_scale` is the Cauchy scale that matc
 Delta is centred in each language over the configurations. The likelihood
 is unchanged when every delta of a language and its gamma shift together,
 so the data identify gamma only as the language's difficulty for the
-average configuration, and the delta prior puts the estimated mean of delta
-near 0. Uncentred draws would add their mean (sd 0.5 / sqrt(configurations))
-to gamma as an error that no estimator can remove; centred draws make the
-true gamma the quantity that the model estimates.
+average configuration, which is what the fit reports (centring.py).
+Uncentred draws would add their mean (sd 0.5 / sqrt(configurations)) to
+gamma as an error that no estimator can remove. Centred draws make the true
+gamma the quantity that the fit estimates.
 """
 
 from dataclasses import dataclass
