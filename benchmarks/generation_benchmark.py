@@ -52,10 +52,11 @@ def main() -> None:
 def parse_arguments() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model-dir", help="a prepared SmolLM2 folder; default: prepare one in a temporary folder")
-    parser.add_argument("--prompts", type=int, default=64, help="prompts per method (at most 200)")
+    parser.add_argument("--prompts", type=int, default=192,
+                        help="prompts per method (at most 200); the backend sorts them by length into batches")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens generated per prompt")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
-    parser.add_argument("--batch-sizes", default="16,32,64", help="comma-separated batch sizes of ours")
+    parser.add_argument("--batch-sizes", default="32,64,96", help="comma-separated batch sizes of ours")
     parser.add_argument("--hf-batch-size", type=int, default=16, help="batch size of the `generate` baseline; 0 skips it")
     parser.add_argument("--naive-prompts", type=int, default=0,
                         help="prompts of the one-at-a-time loop (its rate does not depend on the count); 0: all")

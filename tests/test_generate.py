@@ -387,3 +387,68 @@ def test_decode_loop_on_sliding_window_model():
     for tokens, full in zip(stopped, expected):
         cut = full.index(stop_id) + 1 if stop_id in full else len(full)
         assert tokens == full[:cut]
+
+
+def test_shared_prefix_length_of_left_padded_rows():
+    import torch
+
+    from xlsafety.backends.decode_loop import shared_prefix_length
+
+    pad = 0
+    input_ids = torch.tensor([
+        [pad, pad, 7, 8, 9, 1],
+        [7, 8, 9, 2, 3, 4],
+        [pad, 7, 8, 9, 5, 6],
+    ])
+    lengths = (input_ids != pad).sum(dim=1)
+
+    assert shared_prefix_length(input_ids, lengths) == 3
+    assert shared_prefix_length(input_ids[1:], lengths[1:]) == 3
+    # Every row keeps at least one token of its own.
+    assert shared_prefix_length(input_ids[[1, 1]], lengths[[1, 1]]) == 5
+    assert shared_prefix_length(torch.tensor([[pad, 5], [6, 5]]), torch.tensor([1, 2])) == 0
+
+
+def test_shared_prefix_runs_once_and_matches_whole_batch(chat_model, monkeypatch):
+    import torch
+
+    from xlsafety.backends import decode_loop
+
+    model, tokenizer = chat_model
+    texts = ["Hi", "Write a long story about a fox and a bear in the woods at night.", "Tell me a secret.",
+             "How do I pick a lock?", "Hello there, friend."]
+    sent = [build_prompt(tokenizer, text, CHAT, "You are a careful assistant who answers briefly.") for text in texts]
+    encoded = tokenizer(sent, return_tensors="pt", padding=True, add_special_tokens=False)
+    lengths = encoded["attention_mask"].sum(dim=1)
+    assert decode_loop.shared_prefix_length(encoded["input_ids"], lengths) >= decode_loop.MIN_SHARED_PREFIX
+
+    prefix_passes = []
+    forward = model.forward
+
+    def counting_forward(*args, **kwargs):
+        if kwargs.get("attention_mask") is None:
+            prefix_passes.append(kwargs["input_ids"].shape)
+        return forward(*args, **kwargs)
+
+    def logits_per_step(group: int) -> list:
+        monkeypatch.setattr(decode_loop, "PREFILL_GROUP", group)
+        seen = []
+
+        def choose(logits, active):
+            seen.append(logits.clone())
+            return logits.argmax(dim=-1)
+
+        with torch.inference_mode():
+            outputs = decode_loop.decode(model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens=4,
+                                         choose=choose, stop_ids=[])
+        return seen, outputs
+
+    monkeypatch.setattr(model, "forward", counting_forward)
+    (grouped, grouped_tokens), (whole, whole_tokens) = logits_per_step(2), logits_per_step(100)
+
+    assert len(prefix_passes) == 1
+    assert prefix_passes[0][0] == 1
+    assert grouped_tokens == whole_tokens
+    for step, (found, expected) in enumerate(zip(grouped, whole)):
+        assert torch.allclose(found, expected, atol=1e-4), f"step {step}"
+

@@ -8,7 +8,9 @@ tensors at every step. This loop calls the model's forward directly:
 - the prompt is run once with `logits_to_keep=1`, then one token per step;
 - for models whose layers all use full attention, the prompts run in groups
   of `PREFILL_GROUP` rows of similar length, so a short prompt is not padded
-  to the batch's longest one in that forward pass;
+  to the batch's longest one in that forward pass, and the tokens that every
+  prompt starts with (a chat template's system prompt) run once for the
+  whole batch;
 - full-attention layers write into a key/value buffer sized for the prompt
   plus `max_new_tokens`, so a step copies one token per layer instead of the
   whole cache;
@@ -34,6 +36,10 @@ DROP_SHARE = 0.25
 # Rows per forward pass of the prompts. Smaller groups waste less on padding,
 # and 8 rows still keep the matrix products large on a CPU.
 PREFILL_GROUP = 8
+
+# A prefix shared by every prompt is computed once when it has at least this many tokens.
+# SmolLM2's chat template starts each prompt with 25 such tokens, a quarter of a prompt.
+MIN_SHARED_PREFIX = 8
 
 # Chooses the next token of each active row from its logits (active rows x vocabulary).
 # The second argument is the list of the active rows' indices in the original batch.
@@ -76,20 +82,20 @@ class PreallocatedLayer(DynamicLayer):
         self._expose()
         return self.keys, self.values
 
-    def fill_rows(self, rows: torch.Tensor, keys: torch.Tensor, values: torch.Tensor, batch: int,
-                  prompt_length: int) -> None:
-        """Write the prompt keys and values of `rows` so that they end at position `prompt_length`."""
+    def fill_rows(self, rows: torch.Tensor | slice, keys: torch.Tensor, values: torch.Tensor, batch: int,
+                  end: int) -> None:
+        """Write the keys and values of `rows` so that they end at position `end`."""
         if not self.is_initialized:
             template = keys.new_zeros((batch, *keys.shape[1:3], keys.shape[-1]))
             self.lazy_initialization(template, template)
-            # The positions before a row's prompt are padding, masked in every step, but they
-            # must hold finite numbers because a masked score still multiplies them.
+            # The padding positions are masked in every step, but they must hold
+            # finite numbers because a masked score still multiplies them.
             self.key_buffer.zero_()
             self.value_buffer.zero_()
         width = keys.shape[-2]
-        self.key_buffer[rows, :, prompt_length - width : prompt_length] = keys
-        self.value_buffer[rows, :, prompt_length - width : prompt_length] = values
-        self.length = prompt_length
+        self.key_buffer[rows, :, end - width : end] = keys
+        self.value_buffer[rows, :, end - width : end] = values
+        self.length = max(self.length, end)
         self._expose()
 
     def batch_select_indices(self, indices: torch.Tensor) -> None:
@@ -116,34 +122,73 @@ def preallocated_cache(config, capacity: int) -> DynamicCache:
     return cache
 
 
+def shared_prefix_length(input_ids: torch.Tensor, lengths: torch.Tensor) -> int:
+    """Return how many first tokens every row of a left-padded batch shares, leaving each row at least one."""
+    prompt_length = input_ids.shape[1]
+    shortest = int(lengths.min())
+    # Row r's prompt starts at column prompt_length - lengths[r]; gather each row's first tokens.
+    columns = (prompt_length - lengths)[:, None] + torch.arange(max(shortest - 1, 0))
+    starts = input_ids.gather(1, columns)
+    differs = (starts != starts[:1]).any(dim=0).nonzero()
+    return int(differs[0]) if len(differs) else starts.shape[1]
+
+
 def _prefill_in_groups(model, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor,
                        cache: DynamicCache) -> torch.Tensor:
     """Run the prompts' forward pass in groups of rows of similar length, and fill `cache` from them.
 
     A batch is padded to its longest prompt, so one forward pass over a batch
     of mixed lengths computes every padding position. Each group here is cut
-    to its own longest prompt, and its keys and values are copied into the
-    right-aligned end of the batch's buffers. The padding positions left in
-    the buffers are masked out in every later step.
+    to its own longest prompt. When every prompt starts with the same
+    `prefix` tokens, those run once and each group continues from them. The
+    cache keeps the batch's left-padded layout: each row's prefix is copied
+    in front of the rest of its prompt.
     """
     batch, prompt_length = input_ids.shape
     lengths = mask.sum(dim=-1)
-    order = torch.argsort(lengths, stable=True)
+    prefix = shared_prefix_length(input_ids, lengths)
+    if prefix < MIN_SHARED_PREFIX:
+        prefix = 0
+    rest = lengths - prefix
+    prefix_pairs = _run_prefix(model, input_ids, lengths, prefix)
+
+    order = torch.argsort(rest, stable=True)
     logits = None
     for start in range(0, batch, PREFILL_GROUP):
         rows = order[start : start + PREFILL_GROUP]
-        width = max(1, int(lengths[rows].max()))
+        width = max(1, int(rest[rows].max()))
         group_cache = DynamicCache(config=model.config)
+        for index, (keys, values) in enumerate(prefix_pairs):
+            group_cache.update(keys.expand(len(rows), -1, -1, -1), values.expand(len(rows), -1, -1, -1), index)
+        # The group's rest is left-padded to its own width, so its padding sits between prefix and rest.
+        rest_mask = (torch.arange(width)[None, :] >= (width - rest[rows])[:, None]).to(mask.dtype)
+        group_mask = torch.cat([mask.new_ones((len(rows), prefix)), rest_mask], dim=-1)
         group_logits = model(
-            input_ids=input_ids[rows, -width:], attention_mask=mask[rows, -width:],
-            position_ids=positions[rows, -width:], past_key_values=group_cache, use_cache=True, logits_to_keep=1,
+            input_ids=input_ids[rows, -width:], attention_mask=group_mask, position_ids=positions[rows, -width:],
+            past_key_values=group_cache, use_cache=True, logits_to_keep=1,
         ).logits[:, -1]
         if logits is None:
             logits = group_logits.new_empty((batch, group_logits.shape[-1]))
         logits[rows] = group_logits
         for layer, group_layer in zip(cache.layers, group_cache.layers):
-            layer.fill_rows(rows, group_layer.keys, group_layer.values, batch, prompt_length)
+            layer.fill_rows(rows, group_layer.keys[:, :, prefix:], group_layer.values[:, :, prefix:], batch,
+                            prompt_length)
+        # Written after the rest, because the group's padding covered where each row's prefix goes.
+        for layer, (keys, values) in zip(cache.layers, prefix_pairs):
+            for row in rows.tolist():
+                layer.fill_rows(row, keys[0], values[0], batch, prompt_length - int(rest[row]))
     return logits
+
+
+def _run_prefix(model, input_ids: torch.Tensor, lengths: torch.Tensor, prefix: int) -> list:
+    """Run the first row's `prefix` tokens alone and return each layer's keys and values (one row)."""
+    if prefix == 0:
+        return []
+    first = input_ids[:1, input_ids.shape[1] - int(lengths[0]) :][:, :prefix]
+    prefix_cache = DynamicCache(config=model.config)
+    model(input_ids=first, position_ids=torch.arange(prefix)[None], past_key_values=prefix_cache, use_cache=True,
+          logits_to_keep=1)
+    return [(layer.keys, layer.values) for layer in prefix_cache.layers]
 
 
 def decode(model, input_ids: torch.Tensor, attention_mask: torch.Tensor, *, max_new_tokens: int,
