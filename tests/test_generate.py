@@ -182,31 +182,36 @@ def test_decode_loop_matches_generate(chat_model):
     assert found == expected[:, encoded["input_ids"].shape[1] :].tolist()
 
 
-def test_grouped_prefill_matches_whole_batch(chat_model, monkeypatch):
+def decode_in_groups(model, encoded, monkeypatch, group: int) -> tuple[list, list]:
+    """Decode 4 greedy tokens with the prompts run in groups of `group` rows; return each step's logits and the tokens."""
     import torch
 
     from xlsafety.backends import decode_loop
+
+    monkeypatch.setattr(decode_loop, "PREFILL_GROUP", group)
+    seen = []
+
+    def choose(logits, active):
+        seen.append(logits.clone())
+        return logits.argmax(dim=-1)
+
+    with torch.inference_mode():
+        tokens = decode_loop.decode(model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens=4,
+                                    choose=choose, stop_ids=[])
+    return seen, tokens
+
+
+def test_grouped_prefill_matches_whole_batch(chat_model, monkeypatch):
+    import torch
 
     model, tokenizer = chat_model
     texts = ["Hi", "Write a long story about a fox and a bear in the woods at night.", "Tell me a secret.",
              "How do I pick a lock?", "Hello there, friend."]
     encoded = tiny_batch(tokenizer, texts)
 
-    def logits_per_step(group: int) -> list:
-        monkeypatch.setattr(decode_loop, "PREFILL_GROUP", group)
-        seen = []
-
-        def choose(logits, active):
-            seen.append(logits.clone())
-            return logits.argmax(dim=-1)
-
-        with torch.inference_mode():
-            decode_loop.decode(model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens=4,
-                               choose=choose, stop_ids=[])
-        return seen
-
     # Groups of 2 rows take the grouped path; one group of 100 is the whole batch in one pass.
-    grouped, whole = logits_per_step(2), logits_per_step(100)
+    grouped, _ = decode_in_groups(model, encoded, monkeypatch, 2)
+    whole, _ = decode_in_groups(model, encoded, monkeypatch, 100)
 
     assert len(grouped) == len(whole) == 4
     for step, (found, expected) in enumerate(zip(grouped, whole)):
@@ -430,21 +435,9 @@ def test_shared_prefix_runs_once_and_matches_whole_batch(chat_model, monkeypatch
             prefix_passes.append(kwargs["input_ids"].shape)
         return forward(*args, **kwargs)
 
-    def logits_per_step(group: int) -> list:
-        monkeypatch.setattr(decode_loop, "PREFILL_GROUP", group)
-        seen = []
-
-        def choose(logits, active):
-            seen.append(logits.clone())
-            return logits.argmax(dim=-1)
-
-        with torch.inference_mode():
-            outputs = decode_loop.decode(model, encoded["input_ids"], encoded["attention_mask"], max_new_tokens=4,
-                                         choose=choose, stop_ids=[])
-        return seen, outputs
-
     monkeypatch.setattr(model, "forward", counting_forward)
-    (grouped, grouped_tokens), (whole, whole_tokens) = logits_per_step(2), logits_per_step(100)
+    grouped, grouped_tokens = decode_in_groups(model, encoded, monkeypatch, 2)
+    whole, whole_tokens = decode_in_groups(model, encoded, monkeypatch, 100)
 
     assert len(prefix_passes) == 1
     assert prefix_passes[0][0] == 1
