@@ -20,8 +20,8 @@ MEMORY_SHARE = 0.5
 
 # Upper bounds of an automatic batch size. A larger batch loses more work when a job is
 # killed mid-batch. On 2 CPU cores, SmolLM2-135M generated about 235 tokens/s at batch 64,
-# 260 to 284 at 96 and 263 to 272 at 128 (benchmarks/generation_benchmark.py), so 96.
-# NOTE: the CUDA bound is an estimate; it was not measured on a GPU.
+# 260 to 284 at 96 and 263 to 272 at 128 (benchmarks/generation_benchmark.py), so the
+# CPU bound is 96. NOTE: the CUDA bound is an estimate, not measured on a GPU.
 MAX_AUTO_BATCH = {"cpu": 96, "cuda": 256}
 
 
