@@ -50,10 +50,15 @@ def language_groups(design: Design) -> list[tuple[np.ndarray, np.ndarray, int]]:
 
 
 def centre_estimates(design: Design, free: torch.Tensor) -> torch.Tensor:
-    """Return `free` with each language's mean delta (over configurations with cells) taken from its deltas and gamma."""
+    """Return `free` with each language's mean delta subtracted from its deltas and its gamma.
+
+    The mean is over the configurations with cells in the language.
+    """
     centred = free.clone()
     for deltas, with_cells, gamma in language_groups(design):
-        mean = free[with_cells].mean() if len(with_cells) else free.new_zeros(())
+        if not len(with_cells):
+            continue
+        mean = free[with_cells].mean()
         centred[deltas] -= mean
         centred[gamma] -= mean
     return centred
@@ -62,8 +67,8 @@ def centre_estimates(design: Design, free: torch.Tensor) -> torch.Tensor:
 def centre_variances(design: Design, hessian: StructuredHessian, variance: torch.Tensor) -> torch.Tensor:
     """Return the Laplace variances with those of delta and gamma replaced by their centred versions."""
     centred = variance.clone()
-    kept_of_free = torch.full((design.free_count,), -1, dtype=torch.long)
-    kept_of_free[hessian.partition.kept] = torch.arange(hessian.partition.kept.numel())
+    # Position in the dense block S of each free parameter (-1 outside it).
+    kept_of_free = hessian.partition.kept_of_position[design.free_positions]
     for deltas, with_cells, gamma in language_groups(design):
         if not len(with_cells):
             continue
