@@ -183,7 +183,10 @@ def test_decode_loop_matches_generate(chat_model):
 
 
 def decode_in_groups(model, encoded, monkeypatch, group: int) -> tuple[list, list]:
-    """Decode 4 greedy tokens with the prompts run in groups of `group` rows; return each step's logits and the tokens."""
+    """Decode 4 greedy tokens with the prompts run in groups of `group` rows.
+
+    Returns each step's logits and the tokens.
+    """
     import torch
 
     from xlsafety.backends import decode_loop
@@ -394,7 +397,7 @@ def test_decode_loop_on_sliding_window_model():
         assert tokens == full[:cut]
 
 
-def test_shared_prefix_length_of_left_padded_rows():
+def test_shared_prefix_length_left_padded():
     import torch
 
     from xlsafety.backends.decode_loop import shared_prefix_length
@@ -414,7 +417,7 @@ def test_shared_prefix_length_of_left_padded_rows():
     assert shared_prefix_length(torch.tensor([[pad, 5], [6, 5]]), torch.tensor([1, 2])) == 0
 
 
-def test_shared_prefix_runs_once_and_matches_whole_batch(chat_model, monkeypatch):
+def test_shared_prefix_matches_whole_batch(chat_model, monkeypatch):
     import torch
 
     from xlsafety.backends import decode_loop

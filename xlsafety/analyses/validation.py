@@ -5,7 +5,8 @@ three ways (`SPLITS`): K seeded folds of cells, one fold per language
 (leave-one-language-out), or one fold per model family, the configurations
 that share a model (leave-one-family-out). Each model is fitted on the other
 folds and predicts P(safe) for the held-out cells. A unit that the training
-folds lack gets its prior mean (0 for theta, gamma, delta and tau). Log-loss is the binomial log-loss per valid pass in nats,
+folds lack gets its prior mean (0 for theta, gamma, delta and tau).
+Log-loss is the binomial log-loss per valid pass in nats,
 -(k log p + (n - k) log(1 - p)) / n summed over cells, and AUC treats every
 held-out pass as one case (safe = positive) scored by its cell's P(safe).
 """

@@ -38,7 +38,7 @@ DROP_SHARE = 0.25
 PREFILL_GROUP = 8
 
 # A prefix shared by every prompt is computed once when it has at least this many tokens.
-# SmolLM2's chat template starts each prompt with 25 such tokens, a quarter of a prompt.
+# SmolLM2's chat template starts each prompt with 25 such tokens, a quarter of an average benchmark prompt.
 MIN_SHARED_PREFIX = 8
 
 # Chooses the next token of each active row from its logits (active rows x vocabulary).
@@ -126,7 +126,7 @@ def shared_prefix_length(input_ids: torch.Tensor, lengths: torch.Tensor) -> int:
     """Return how many first tokens every row of a left-padded batch shares, leaving each row at least one."""
     prompt_length = input_ids.shape[1]
     shortest = int(lengths.min())
-    # Row r's prompt starts at column prompt_length - lengths[r]; gather each row's first tokens.
+    # Row r's prompt starts at column prompt_length - lengths[r], so each row's first tokens are gathered from there.
     columns = (prompt_length - lengths)[:, None] + torch.arange(max(shortest - 1, 0))
     starts = input_ids.gather(1, columns)
     differs = (starts != starts[:1]).any(dim=0).nonzero()

@@ -47,7 +47,7 @@ class FitOptions:
         leaves open. False gives the plain joint MAP, whose locations are
         shrunk towards 0.
     standard_errors: compute Laplace standard errors and 95% intervals.
-    threads: the most torch CPU threads the fit uses (None: torch's setting).
+    threads: the maximum number of torch CPU threads the fit uses (None: torch's setting).
         Designs under MULTI_THREAD_CELLS cells use one thread, because their
         per-cell operations are too small to gain from more.
     """
@@ -108,7 +108,8 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
         log_prior = -objective.prior(free, with_scale_term=False)[0]
 
     # Reported on the scale the data identify: delta centred per language (centring.py).
-    parameters = parameter_table(design, centre_estimates(design, free), laplace.standard_errors if laplace else None)
+    reported = centre_estimates(design, free)
+    parameters = parameter_table(design, reported, laplace.standard_errors if laplace else None)
     summary = _summary(options, design, convergence, log_likelihood, log_prior, map_seconds, laplace)
     summary["scale_term"] = scale_record
     summary["cells_without_valid_pass"] = int(len(cells) - len(used))
