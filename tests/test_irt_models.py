@@ -6,14 +6,15 @@ import torch
 
 from xlsafety.irt import MODELS, FitOptions, fit
 from xlsafety.irt import hessian as hessian_module
-from xlsafety.irt.centring import centre_estimates, centre_variances, language_groups
-from xlsafety.irt.design import build_design, validate_cells
+from xlsafety.irt.centring import centre_estimates, centre_variances, language_groups, prompt_groups
+from xlsafety.irt.design import LOG_ALPHA_PRIOR, build_design, validate_cells
 from xlsafety.irt.hessian import StructuredHessian
 from xlsafety.irt.models import model_spec
 from xlsafety.irt.objective import Objective
 from xlsafety.irt.optimize import minimise
 from xlsafety.irt.scale import refine_scale
 from xlsafety.irt.simulate import simulate_cells
+from xlsafety.irt.units import free_log_alpha, rescale_estimates, rescale_variances, unit_shift
 
 
 def small_objective(model: str, missing_share: float = 0.1, drop_pair: bool = False) -> Objective:
@@ -102,6 +103,40 @@ def test_centred_language_terms_match_dense_covariance(model):
             assert variances[position].item() == pytest.approx((contrast @ covariance @ contrast).item(), rel=1e-8)
             assert centred[position].item() == pytest.approx((contrast @ free).item(), abs=1e-12)
         assert centred[with_cells].mean().item() == pytest.approx(0, abs=1e-12)
+
+    shifted, betas = prompt_groups(design)
+    averaging = torch.zeros(design.free_count, dtype=torch.float64)
+    averaging[betas] = 1 / len(betas)
+    for position in shifted:
+        contrast = -averaging.clone()
+        contrast[position] += 1
+        assert variances[position].item() == pytest.approx((contrast @ covariance @ contrast).item(), rel=1e-8)
+    assert centred[betas].mean().item() == pytest.approx(0, abs=1e-12)
+
+
+@pytest.mark.parametrize("model", ["2pl", "multigroup-2pl", "grm"])
+def test_rescaled_variances_match_dense_covariance(model):
+    objective = small_objective(model)
+    design = objective.design
+    free, _, _ = minimise(objective, design.initial, 500, 1e-9)
+    covariance = torch.linalg.inv(torch.func.hessian(lambda x: autograd_loss(objective, x))(free))
+    hessian = StructuredHessian(objective, free, exact=True)
+
+    def reported(x):
+        return rescale_estimates(design, centre_estimates(design, x))
+
+    # The delta method by central differences, which checks the closed form of units.py.
+    step = 1e-6
+    jacobian = torch.stack([(reported(free + step * unit) - reported(free - step * unit)) / (2 * step)
+                            for unit in torch.eye(design.free_count, dtype=torch.float64)], dim=1)
+    expected = (jacobian @ covariance @ jacobian.T).diagonal()
+    variances = rescale_variances(design, hessian, free, centre_variances(design, hessian, hessian.inverse_diagonal()))
+
+    assert torch.allclose(variances, expected, rtol=1e-5, atol=1e-10)
+    assert reported(free)[free_log_alpha(design)].mean().item() == pytest.approx(LOG_ALPHA_PRIOR[0], abs=1e-12)
+    assert abs(unit_shift(design, free)) > 1e-3
+    assert objective.negative_log_likelihood(reported(free)) == pytest.approx(
+        objective.negative_log_likelihood(free), rel=1e-12)
 
 
 def test_centring_leaves_predictions_unchanged():

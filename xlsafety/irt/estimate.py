@@ -18,6 +18,7 @@ from xlsafety.irt.objective import Objective
 from xlsafety.irt.optimize import Convergence, minimise
 from xlsafety.irt.scale import refine_scale
 from xlsafety.irt.table import degenerate_units, parameter_table
+from xlsafety.irt.units import rescale_estimates, unit_shift
 
 log = logging.getLogger(__name__)
 
@@ -107,11 +108,13 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
         log_likelihood = -objective.negative_log_likelihood(free)
         log_prior = -objective.prior(free, with_scale_term=False)[0]
 
-    # Reported on the scale the data identify: delta centred per language (centring.py).
-    reported = centre_estimates(design, free)
+    # Reported on the scale the data identify: delta centred per language (centring.py),
+    # locations in the unit of a typical discrimination (units.py).
+    reported = rescale_estimates(design, centre_estimates(design, free))
     parameters = parameter_table(design, reported, laplace.standard_errors if laplace else None)
     summary = _summary(options, design, convergence, log_likelihood, log_prior, map_seconds, laplace)
     summary["scale_term"] = scale_record
+    summary["unit_shift"] = unit_shift(design, free)
     summary["cells_without_valid_pass"] = int(len(cells) - len(used))
     summary["degenerate"] = degenerate_units(used, cells)
     log.info("IRT %s: %d cells, %d passes, %d parameters, log-likelihood %.2f; %d iterations in %.1f s, "

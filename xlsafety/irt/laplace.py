@@ -8,6 +8,7 @@ import torch
 from xlsafety.irt.centring import centre_variances
 from xlsafety.irt.hessian import StructuredHessian
 from xlsafety.irt.objective import Objective
+from xlsafety.irt.units import rescale_variances
 
 
 @dataclass
@@ -36,15 +37,19 @@ def laplace_standard_errors(objective: Objective, free: torch.Tensor) -> Laplace
 
     Delta and gamma get the variances of their language-centred versions
     (centring.py), which leave out the shift delta_jL + c with gamma_L + c
-    that the data cannot see.
+    that the data cannot see. In models with a free discrimination, all
+    variances are those of the estimates in the unit of units.py, which
+    leaves out the overall scale that the data cannot see either.
     """
     started = time.perf_counter()
     hessian = StructuredHessian(objective, free, exact=True)
     variance = centre_variances(objective.design, hessian, hessian.inverse_diagonal())
+    variance = rescale_variances(objective.design, hessian, free, variance)
 
     summary = {
         "method": "exact Hessian of the negative log posterior, inverted through a Schur complement "
-                  "over (prompt, language) pairs; delta and gamma centred per language",
+                  "over (prompt, language) pairs; delta and gamma centred per language; "
+                  "locations in the unit where the mean log discrimination is its prior mean",
         "dense_parameters": int(hessian.partition.kept.numel()),
         "pair_parameters": int(hessian.partition.eliminated.numel()),
         "regularised": hessian.regularised,

@@ -13,6 +13,11 @@ average configuration, which is what the fit reports (centring.py).
 Uncentred draws would add their mean (sd 0.5 / sqrt(configurations)) to
 gamma as an error that no estimator can remove. Centred draws make the true
 gamma the quantity that the fit estimates.
+
+For the same reason theta and beta are shifted by the mean beta, and the
+truth is then rescaled to the unit the fit reports
+(units.py): the mean of log a over the prompts is the prior's location, and
+the locations are multiplied by the factor that divides a.
 """
 
 from dataclasses import dataclass
@@ -20,6 +25,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from xlsafety.irt.design import LOG_ALPHA_PRIOR
 from xlsafety.irt.models import SCORE_COLUMNS
 
 # The Cauchy scale s for which E[2 z^2 / (1 + z^2)] = 1 with z = x / s and
@@ -67,6 +73,10 @@ def simulate_cells(seed: int, configurations: int = 24, prompts: int = 40, langu
     }
     truth["tau"][:anchors, :] = 0.0
     truth["delta"] -= truth["delta"].mean(axis=0)
+    mean_beta = truth["beta"].mean()
+    truth["theta"] -= mean_beta
+    truth["beta"] -= mean_beta
+    _to_typical_unit(truth)
 
     j, i, g = (axis.ravel() for axis in np.meshgrid(np.arange(configurations), np.arange(prompts),
                                                    np.arange(languages), indexing="ij"))
@@ -90,6 +100,17 @@ def simulate_cells(seed: int, configurations: int = 24, prompts: int = 40, langu
         cells = cells[rng.random(len(cells)) >= missing_share].reset_index(drop=True)
     return Simulation(cells, truth, configuration_labels, list(range(prompts)), language_labels,
                       list(range(anchors)), CAUCHY_SCALE_PER_T3_SCALE * tau_scale)
+
+
+def _to_typical_unit(truth: dict[str, np.ndarray]) -> None:
+    """Rescale the truth to the unit the fit reports (units.py): mean log a at the prior's location.
+
+    The predictors, and so the simulated cells, are unchanged.
+    """
+    k = np.log(truth["alpha"]).mean() - LOG_ALPHA_PRIOR[0]
+    truth["alpha"] = truth["alpha"] * np.exp(-k)
+    for name in ("theta", "delta", "beta", "gamma", "tau", "steps"):
+        truth[name] = truth[name] * np.exp(k)
 
 
 def _graded_counts(rng, truth, u, i, passes):
