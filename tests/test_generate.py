@@ -6,6 +6,7 @@ from xlsafety.generate import (
     Decoding,
     PromptFormat,
     build_prompt,
+    build_requests,
     generate_language,
     load_prepared_model,
     row_seed,
@@ -448,3 +449,49 @@ def test_shared_prefix_matches_whole_batch(chat_model, monkeypatch):
     for step, (found, expected) in enumerate(zip(grouped, whole)):
         assert torch.allclose(found, expected, atol=1e-4), f"step {step}"
 
+
+
+@pytest.mark.parametrize("group", [2, 8])
+def test_pooled_buffers_match_fresh_ones(chat_model, monkeypatch, group):
+    import torch
+
+    from xlsafety.backends import decode_loop
+
+    model, tokenizer = chat_model
+    monkeypatch.setattr(decode_loop, "PREFILL_GROUP", group)
+    long_texts = ["Write a long story about a fox and a bear in the woods at night.", "Tell me a secret.",
+                  "How do I pick a lock without a key?", "Hi"]
+    short_texts = ["Hello", "Why?", "Tell me more."]
+    pool = decode_loop.BufferPool()
+    storage_used = []
+    take = pool.take
+
+    def recording_take(key, shape, like):
+        tensor = take(key, shape, like)
+        storage_used.append(tensor.untyped_storage().data_ptr())
+        return tensor
+
+    monkeypatch.setattr(pool, "take", recording_take)
+    with torch.inference_mode():
+        found = [decode_loop.decode(model, *tiny_batch(tokenizer, texts).values(), max_new_tokens=5, choose=greedy,
+                                    stop_ids=[], pool=pool) for texts in (long_texts, short_texts)]
+        fresh = [decode_loop.decode(model, *tiny_batch(tokenizer, texts).values(), max_new_tokens=5, choose=greedy,
+                                    stop_ids=[]) for texts in (long_texts, short_texts)]
+
+    assert found == fresh
+    # The second, shorter batch writes into the memory of the first.
+    half = len(storage_used) // 2
+    assert storage_used[half:] == storage_used[:half]
+
+
+def test_requests_start_with_longest_prompt(chat_model):
+    _, tokenizer = chat_model
+    texts = ["Hi", "A much longer prompt than the others.", "Why?"]
+    frame = pd.DataFrame({"id": [0, 1, 2], "language": "en", "text": texts})
+
+    _, requests = build_requests(frame, tokenizer, configuration="c", decoding=GREEDY, prompt_format=CHAT,
+                                 study_seed=0)
+    lengths = [request[0] for request in requests]
+
+    assert lengths == sorted(lengths, reverse=True)
+    assert requests[0][1] == 1

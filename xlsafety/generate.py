@@ -160,8 +160,8 @@ class Completion:
 
 
 def generate_batch(model, tokenizer, prompts: list[str], seeds: list[int], decoding: Decoding,
-                   stop_ids: list[int], prompt_format: PromptFormat) -> list[Completion]:
-    """Generate one completion per prompt in a single left-padded batch."""
+                   stop_ids: list[int], prompt_format: PromptFormat, pool=None) -> list[Completion]:
+    """Generate one completion per prompt in a single left-padded batch, with key/value memory from `pool`."""
     import torch
 
     from xlsafety.backends.decode_loop import decode
@@ -179,7 +179,7 @@ def generate_batch(model, tokenizer, prompts: list[str], seeds: list[int], decod
         outputs = decode(
             model, encoded["input_ids"], encoded["attention_mask"],
             max_new_tokens=decoding.max_new_tokens, choose=make_token_chooser(seeds, decoding),
-            stop_ids=stop_ids, text_stop=text_stop,
+            stop_ids=stop_ids, text_stop=text_stop, pool=pool,
         )
 
     prompt_tokens = encoded["attention_mask"].sum(dim=1).tolist()
@@ -242,11 +242,13 @@ def load_prepared_model(model_dir: str, threads: int, device: str = "cpu", dtype
 
 def build_requests(prompts: pd.DataFrame, tokenizer, *, configuration: str, decoding: Decoding,
                    prompt_format: PromptFormat, study_seed: int) -> tuple[str, list[tuple]]:
-    """Return the language of `prompts` and one request per (prompt, pass), sorted by prompt length.
+    """Return the language of `prompts` and one request per (prompt, pass), longest prompt first.
 
     A request is (prompt tokens, prompt id, pass, seed, prompt sent). Sorting
     by length puts prompts of similar length in the same batch, so batches
-    need little padding.
+    need little padding. Longest first puts the batch that needs the most
+    memory first, so running out of memory shows at once, and later batches
+    fit in the key/value memory that it allocated.
     """
     language = prompts["language"].iloc[0] if len(prompts) else ""
     requests = []
@@ -256,7 +258,7 @@ def build_requests(prompts: pd.DataFrame, tokenizer, *, configuration: str, deco
         for pass_index in range(decoding.passes):
             seed = row_seed(study_seed, configuration, language, int(prompt_id), pass_index)
             requests.append((length, int(prompt_id), pass_index, seed, sent))
-    requests.sort()
+    requests.sort(key=lambda request: (-request[0], request[1], request[2]))
     return language, requests
 
 
@@ -311,9 +313,11 @@ def _generate_pending(model, tokenizer, pending: list, decoding: Decoding, promp
     """Generate the pending requests in batches, halving the batch size when memory runs out."""
     from tqdm import tqdm
 
+    from xlsafety.backends.decode_loop import BufferPool
     from xlsafety.backends.hardware import is_out_of_memory
 
     stop_ids = stop_token_ids(model, tokenizer)
+    pool = BufferPool()
     rows: list[dict] = []
     progress = tqdm(total=len(pending), desc=progress_label, unit="request", file=_LogStream(),
                     mininterval=PROGRESS_INTERVAL_S, ascii=True)
@@ -323,11 +327,12 @@ def _generate_pending(model, tokenizer, pending: list, decoding: Decoding, promp
         try:
             completions = generate_batch(
                 model, tokenizer, [request[4] for request in batch], [request[3] for request in batch],
-                decoding, stop_ids, prompt_format,
+                decoding, stop_ids, prompt_format, pool,
             )
         except (RuntimeError, MemoryError) as error:
             if batch_size == 1 or not (isinstance(error, MemoryError) or is_out_of_memory(error)):
                 raise
+            pool.clear()
             batch_size //= 2
             log.warning("out of memory with a batch of %d requests; retrying with %d", len(batch), batch_size)
             _release_cached_memory(model)
