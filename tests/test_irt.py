@@ -142,3 +142,17 @@ def test_missing_reference_language_rejected():
 
     with pytest.raises(ValueError, match="reference language 'ko'"):
         fit(cells, FitOptions(reference_language="ko"))
+
+
+def test_large_fit_keeps_freed_memory(monkeypatch):
+    from xlsafety.irt import estimate
+
+    cells, _ = simulate(seed=4, n_configurations=4, n_prompts=6)
+    calls = []
+    monkeypatch.setattr(estimate, "_keep_freed_memory", lambda: calls.append(True))
+    fit(cells, FitOptions(standard_errors=False))
+    assert not calls
+
+    monkeypatch.setattr(estimate, "MULTI_THREAD_CELLS", len(cells))
+    fit(cells, FitOptions(standard_errors=False))
+    assert calls == [True]

@@ -127,9 +127,10 @@ class PreallocatedLayer(DynamicLayer):
             template = keys.new_zeros((batch, *keys.shape[1:3], keys.shape[-1]))
             self.lazy_initialization(template, template)
             # The padding positions are masked in every step, but they must hold
-            # finite numbers because a masked score still multiplies them.
-            self.key_buffer.zero_()
-            self.value_buffer.zero_()
+            # finite numbers because a masked score still multiplies them. The first
+            # call's `end` is the prompt's end, and the steps write every later position.
+            self.key_buffer[:, :, :end].zero_()
+            self.value_buffer[:, :, :end].zero_()
         width = keys.shape[-2]
         self.key_buffer[rows, :, end - width : end] = keys
         self.value_buffer[rows, :, end - width : end] = values

@@ -1,5 +1,6 @@
 """Fit options, the fit itself and its summary."""
 
+import ctypes
 import logging
 import math
 import time
@@ -25,8 +26,13 @@ log = logging.getLogger(__name__)
 # Below this many cells a second thread slows the fit down. On 2 cores, the
 # MultiJail shape (192,150 cells) took 4.9 s with one thread and 6.4 s with
 # two; 6 million cells took 225 s with two against about 360 s with one. The
-# crossover between those sizes was not measured more closely.
+# crossover between those sizes was not measured more closely. Fits of this
+# size also make glibc keep freed memory (_keep_freed_memory).
 MULTI_THREAD_CELLS = 1_000_000
+
+# glibc's mallopt parameters (malloc.h).
+M_TRIM_THRESHOLD = -1
+M_MMAP_MAX = -4
 
 
 @dataclass
@@ -90,6 +96,8 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
     _check_options(options)
     used = validate_cells(cells, spec.graded)
 
+    if len(used) >= MULTI_THREAD_CELLS:
+        _keep_freed_memory()
     with _torch_threads(_fit_threads(options.threads, len(used))):
         design = build_design(used, spec, options.reference_language, options.anchors, options.tau_scale,
                               options.scale_correction)
@@ -198,6 +206,24 @@ def _fit_threads(threads: int | None, cells: int) -> int:
     if cells < MULTI_THREAD_CELLS:
         return 1
     return threads if threads is not None else torch.get_num_threads()
+
+
+def _keep_freed_memory() -> None:
+    """Make glibc's malloc serve every block from its heap and keep freed memory for reuse.
+
+    By default glibc maps each block above 32 MB afresh and unmaps it when it
+    is freed, so every temporary of a large fit (48 MB per vector at 6 million
+    cells) is faulted into memory page by page again. At 6 million cells on
+    the 2-core test machine this halved the wall time (157 s against 317 s)
+    and raised the peak resident memory from 4.2 to 5.1 GB. The setting holds
+    for the rest of the process. Other C libraries are left as they are.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    if libc.mallopt(M_MMAP_MAX, 0) and libc.mallopt(M_TRIM_THRESHOLD, 2**31 - 1):
+        log.info("large fit: glibc malloc now keeps freed memory for reuse")
 
 
 @contextmanager
