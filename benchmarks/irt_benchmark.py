@@ -15,13 +15,14 @@ own. The script prints wall time, peak memory, the speed ratio, the
 correlation of our estimates with the SVI posterior means, recovery against
 the truth and the coverage of our 95% intervals.
 
-The simulation centres delta in each language, and the fit reports delta and
-gamma centred (xlsafety/irt/centring.py), so gamma is compared with the
-quantity that the data identify. Interval coverage is judged pooled over
-seeds (--coverage-seeds): one fit has only 9 gammas, so its gamma coverage
-is k/9, and all estimates of one fit share the errors of the overall shift
-and scale that only the priors pin. The slope of estimated on true gamma
-shows the scale error: locations are stretched by exp(-error of log alpha).
+The fit reports what the data identify: delta centred in each language,
+theta and beta relative to the mean beta, and the locations in the unit
+where the mean log alpha is its prior mean (xlsafety/irt/centring.py,
+units.py). The simulation draws its truth in the same terms. Interval
+coverage is judged pooled over seeds (--coverage-seeds), because one fit
+has only 9 gammas, so its gamma coverage is k/9. The slope of estimated on
+true gamma would show an error of the unit. SVI's estimates are compared
+as they come, so its alpha error includes the unit that its priors set.
 
 Needs the `bench` extra (pyro-ppl) for the SVI part.
 

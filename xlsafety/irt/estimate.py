@@ -116,8 +116,8 @@ def fit(cells: pd.DataFrame, options: FitOptions | None = None) -> FitResult:
         log_likelihood = -objective.negative_log_likelihood(free)
         log_prior = -objective.prior(free, with_scale_term=False)[0]
 
-    # Reported on the scale the data identify: delta centred per language (centring.py),
-    # locations in the unit of a typical discrimination (units.py).
+    # Reported relative to what the data identify: delta centred per language, theta and beta
+    # relative to the mean beta (centring.py), and locations in the unit of a typical discrimination (units.py).
     reported = rescale_estimates(design, centre_estimates(design, free))
     parameters = parameter_table(design, reported, laplace.standard_errors if laplace else None)
     summary = _summary(options, design, convergence, log_likelihood, log_prior, map_seconds, laplace)
