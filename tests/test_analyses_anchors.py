@@ -164,6 +164,13 @@ def planted_cells(seed: int, shift: float = 2.0) -> tuple[pd.DataFrame, int]:
     return cells, prompt
 
 
+# Share of prompts without planted DIF that Lord's screen may flag. The data
+# follow the 2PL, so under the 1PL each prompt's language shift a_i * gamma_L
+# differs with its a_i, and prompts with an extreme a look like DIF. On seeds
+# 11 to 13 the 2PL flagged 0 to 3% of them and the 1PL 13 to 26%.
+FALSE_FLAG_BOUND = {"2pl": 0.1, "1pl": 0.3}
+
+
 @pytest.mark.parametrize("model", ["2pl", "1pl"])
 def test_screens_flag_planted_dif(model):
     cells, prompt = planted_cells(11)
@@ -177,7 +184,7 @@ def test_screens_flag_planted_dif(model):
     assert planted["lord_flagged"]
     assert planted["ets_class"] == "C"
     assert planted["delta_mh"] < 0
-    assert dif.loc[~is_planted, "lord_flagged"].mean() < 0.2
+    assert dif.loc[~is_planted, "lord_flagged"].mean() < FALSE_FLAG_BOUND[model]
     assert prompt not in set(anchors["id"])
     assert len(anchors) == 8
     assert set(dif.loc[dif["selected"], "id"]) == set(anchors["id"])

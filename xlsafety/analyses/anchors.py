@@ -84,7 +84,8 @@ class AnchorSettings:
 def item_parameters(cells: pd.DataFrame, language: str, model: str, max_iterations: int = 1000) -> pd.DataFrame:
     """Fit the unidimensional `model` to one language's cells and return b, a and their standard errors per prompt.
 
-    The fit has the language's own ability scale (theta ~ Normal(0, 1)), so
+    The fit has the language's own origin and unit (b relative to the mean b,
+    mean log a at its prior mean: xlsafety/irt/centring.py, units.py), so
     estimates from two languages need linking before they are compared.
     """
     own = cells[cells["language"] == language]
