@@ -166,8 +166,8 @@ def planted_cells(seed: int, shift: float = 2.0) -> tuple[pd.DataFrame, int]:
 
 # Share of prompts without planted DIF that Lord's screen may flag. The data
 # follow the 2PL, so under the 1PL each prompt's language shift a_i * gamma_L
-# differs with its a_i, and prompts with an extreme a look like DIF. On seeds
-# 11 to 13 the 2PL flagged 0 to 3% of them and the 1PL 13 to 26%.
+# differs with its a_i, and prompts with an extreme a look like DIF. On three
+# simulations the 2PL flagged 0 to 3% of them and the 1PL 13 to 26%.
 FALSE_FLAG_BOUND = {"2pl": 0.1, "1pl": 0.3}
 
 

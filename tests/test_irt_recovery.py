@@ -57,7 +57,7 @@ def test_recovers_simulated_parameters(fits, name):
 
 # Pooled 95% coverage over COVERAGE_SEEDS at SHAPE on 2026-12-05: theta 0.969,
 # beta 0.931, gamma 0.85, alpha 0.959. NOTE: gamma's intervals are too narrow
-# at this small shape (0.80 pooled over 12 seeds, 60 gammas). At the MultiJail
+# at this small shape (0.80 pooled over 12 simulations, 60 gammas). At the MultiJail
 # shape, pooled coverage was 0.944 over 8 seeds (benchmarks/irt_benchmark.py).
 COVERAGE_BAND = {"theta": (0.90, 0.98), "beta": (0.90, 0.98), "alpha": (0.90, 0.98), "gamma": (0.75, 0.99)}
 
