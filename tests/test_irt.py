@@ -156,3 +156,12 @@ def test_large_fit_keeps_freed_memory(monkeypatch):
     monkeypatch.setattr(estimate, "MULTI_THREAD_CELLS", len(cells))
     fit(cells, FitOptions(standard_errors=False))
     assert calls == [True]
+
+
+def test_converged_fit_reports_plain_message():
+    cells, _ = simulate(seed=5, n_configurations=4, n_prompts=6)
+
+    summary = fit(cells, FitOptions(standard_errors=False)).summary
+
+    assert summary["converged"]
+    assert summary["optimizer_message"] == "max |gradient| reached the tolerance"

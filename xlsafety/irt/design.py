@@ -182,21 +182,26 @@ class Design:
 
 
 def validate_cells(cells: pd.DataFrame, graded: bool) -> pd.DataFrame:
-    """Check the cell table and return its cells with at least one valid pass."""
+    """Check the cell table and return its cells with at least one valid pass.
+
+    Counts and prompt ids are returned as int64.
+    """
+    if not isinstance(cells, pd.DataFrame):
+        raise CellsError(f"cells must be a pandas DataFrame, got {type(cells).__name__}")
     needed = list(KEY_COLUMNS + COUNT_COLUMNS) + (list(SCORE_COLUMNS) if graded else [])
     missing = [column for column in needed if column not in cells.columns]
     if missing:
         hint = " (the graded model needs one count column per judge score 1..5)" if graded else ""
         raise CellsError(f"cells table lacks columns {missing}{hint}")
 
-    counts = needed[3:]
-    for column in counts:
-        values = pd.to_numeric(cells[column], errors="coerce")
-        bad = cells.index[values.isna() | (values < 0) | (values != np.floor(values))]
-        if len(bad):
-            raise CellsError(f"column {column!r} must hold non-negative integers; bad rows: {list(bad[:5])}")
-    if pd.to_numeric(cells["id"], errors="coerce").isna().any():
-        raise CellsError("column 'id' must hold integer prompt ids")
+    cells = cells.copy()
+    for column in needed[3:]:
+        cells[column] = _integer_column(cells, column, "non-negative integers", minimum=0)
+    cells["id"] = _integer_column(cells, "id", "integer prompt ids")
+    for column in ("configuration", "language"):
+        blank = cells.index[cells[column].isna() | (cells[column].astype(str).str.strip() == "")]
+        if len(blank):
+            raise CellsError(f"column {column!r} is empty in rows {list(blank[:5])}")
 
     over = cells.index[cells["n_safe"] > cells["n_valid"]]
     if len(over):
@@ -211,6 +216,17 @@ def validate_cells(cells: pd.DataFrame, graded: bool) -> pd.DataFrame:
     if used.empty:
         raise CellsError("no cell has a valid pass; the IRT model has no data to fit")
     return used
+
+
+def _integer_column(cells: pd.DataFrame, column: str, meaning: str, minimum: float = -np.inf) -> pd.Series:
+    """Return `column` as int64, or raise naming the first rows that are not whole numbers of at least `minimum`."""
+    if pd.api.types.is_bool_dtype(cells[column]) or not pd.api.types.is_numeric_dtype(cells[column]):
+        raise CellsError(f"column {column!r} must hold {meaning}; it has type {cells[column].dtype}")
+    values = cells[column].astype(np.float64)
+    bad = cells.index[values.isna() | (values < minimum) | (values != np.floor(values))]
+    if len(bad):
+        raise CellsError(f"column {column!r} must hold {meaning}; bad rows: {list(bad[:5])}")
+    return values.astype(np.int64)
 
 
 def _check_score_counts(cells: pd.DataFrame) -> None:

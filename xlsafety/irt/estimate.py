@@ -186,12 +186,12 @@ def _summary(options, design, convergence, log_likelihood, log_prior, map_second
 
 
 def _check_options(options: FitOptions) -> None:
-    if not options.tau_scale > 0:
-        raise ValueError(f"tau_scale must be positive, got {options.tau_scale!r}")
+    if not (_is_number(options.tau_scale) and 0 < options.tau_scale < math.inf):
+        raise ValueError(f"tau_scale must be a positive finite number, got {options.tau_scale!r}")
     if not (isinstance(options.max_iterations, int) and options.max_iterations >= 1):
         raise ValueError(f"max_iterations must be a positive integer, got {options.max_iterations!r}")
-    if not options.gradient_tolerance > 0:
-        raise ValueError(f"gradient_tolerance must be positive, got {options.gradient_tolerance!r}")
+    if not (_is_number(options.gradient_tolerance) and options.gradient_tolerance > 0):
+        raise ValueError(f"gradient_tolerance must be a positive number, got {options.gradient_tolerance!r}")
     if options.threads is not None and options.threads < 1:
         raise ValueError(f"threads must be at least 1 or None, got {options.threads!r}")
     if not isinstance(options.anchors, (list, tuple)):
@@ -199,6 +199,10 @@ def _check_options(options: FitOptions) -> None:
     bad = [anchor for anchor in options.anchors if isinstance(anchor, bool) or not isinstance(anchor, (int, np.integer))]
     if bad:
         raise ValueError(f"anchors must be integer prompt ids, got {bad}")
+
+
+def _is_number(value) -> bool:
+    return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
 
 
 def _fit_threads(threads: int | None, cells: int) -> int:

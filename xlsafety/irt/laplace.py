@@ -8,7 +8,7 @@ import torch
 from xlsafety.irt.centring import centre_variances
 from xlsafety.irt.hessian import StructuredHessian
 from xlsafety.irt.objective import Objective
-from xlsafety.irt.units import rescale_variances
+from xlsafety.irt.units import free_log_alpha, rescale_variances
 
 
 @dataclass
@@ -24,22 +24,18 @@ def laplace_standard_errors(objective: Objective, free: torch.Tensor) -> Laplace
 
     The Hessian is the exact Hessian of the negative log posterior, factorised
     through its (prompt, language) block structure (hessian.py). The
-    variances are the exact diagonal of its inverse, so they include the
-    correlations between families (gamma with tau and delta, beta with theta
-    and alpha), including the shifts that only the priors pin: theta + c with
-    beta + c, and delta_jL + c with gamma_L + c for every j.
+    variances come from the exact inverse, so they include the correlations
+    between families (gamma with tau and delta, beta with theta and alpha).
 
-    Because of those shared shifts, the errors of one fit are correlated and
-    its coverage is a poor measure. Calibration is judged on simulated data
-    with coverage pooled over seeds (tests/test_irt_recovery.py and
-    benchmarks/irt_benchmark.py --coverage-seeds). That matters most for
-    gamma, whose coverage in one fit with 9 free gammas can only be k/9.
+    They are the variances of the reported estimates, which leave out the
+    directions that the data cannot see: theta and beta relative to the mean
+    beta, delta and gamma centred per language (centring.py), and, in models
+    with a free discrimination, the locations in the unit of units.py.
 
-    Delta and gamma get the variances of their language-centred versions
-    (centring.py), which leave out the shift delta_jL + c with gamma_L + c
-    that the data cannot see. In models with a free discrimination, all
-    variances are those of the estimates in the unit of units.py, which
-    leaves out the overall scale that the data cannot see either.
+    Calibration is judged on simulated data with coverage pooled over seeds
+    (tests/test_irt_recovery.py and benchmarks/irt_benchmark.py
+    --coverage-seeds), because one fit has few gammas: with 9 free gammas its
+    coverage can only be k/9.
     """
     started = time.perf_counter()
     hessian = StructuredHessian(objective, free, exact=True)
@@ -47,12 +43,21 @@ def laplace_standard_errors(objective: Objective, free: torch.Tensor) -> Laplace
     variance = rescale_variances(objective.design, hessian, free, variance)
 
     summary = {
-        "method": "exact Hessian of the negative log posterior, inverted through a Schur complement "
-                  "over (prompt, language) pairs; delta and gamma centred per language; "
-                  "locations in the unit where the mean log discrimination is its prior mean",
+        "method": _method(objective.design),
         "dense_parameters": int(hessian.partition.kept.numel()),
         "pair_parameters": int(hessian.partition.eliminated.numel()),
         "regularised": hessian.regularised,
         "seconds": round(time.perf_counter() - started, 3),
     }
     return Laplace(variance.clamp_min(0).sqrt(), summary)
+
+
+def _method(design) -> str:
+    """Describe how the variances were computed and what the reported estimates are relative to."""
+    parts = ["exact Hessian of the negative log posterior, inverted through a Schur complement over "
+             "(prompt, language) pairs", "theta and beta relative to the mean beta"]
+    if "delta" in design.blocks:
+        parts.append("delta and gamma centred per language")
+    if len(free_log_alpha(design)):
+        parts.append("locations in the unit where the mean log discrimination is its prior mean")
+    return "; ".join(parts)

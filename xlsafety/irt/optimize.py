@@ -88,7 +88,10 @@ def minimise(objective: Objective, start: torch.Tensor, max_iterations: int,
 
     loss_change = float(losses[-2] - losses[-1]) if len(losses) > 1 else float("nan")
     converged = max_gradient <= gradient_tolerance
-    convergence = Convergence(converged, iterations, evaluations, max_gradient, loss_change, str(result.message))
+    # The callback stops SciPy once the gradient is small enough, and SciPy then reports that
+    # the callback raised StopIteration, which reads like an error in fit.json.
+    message = "max |gradient| reached the tolerance" if converged else str(result.message)
+    convergence = Convergence(converged, iterations, evaluations, max_gradient, loss_change, message)
     if not converged:
         advice = ("raise irt.max_iterations" if iterations >= max_iterations
                   else "the loss stopped decreasing at float64 precision, so the tolerance may be too tight")
