@@ -201,7 +201,8 @@ def validate_cells(cells: pd.DataFrame, graded: bool) -> pd.DataFrame:
     for column in ("configuration", "language"):
         blank = cells.index[cells[column].isna() | (cells[column].astype(str).str.strip() == "")]
         if len(blank):
-            raise CellsError(f"column {column!r} is empty in rows {list(blank[:5])}")
+            raise CellsError(f"column {column!r} is empty in rows {list(blank[:5])}; "
+                             "every cell needs a configuration and a language")
 
     over = cells.index[cells["n_safe"] > cells["n_valid"]]
     if len(over):
@@ -221,7 +222,8 @@ def validate_cells(cells: pd.DataFrame, graded: bool) -> pd.DataFrame:
 def _integer_column(cells: pd.DataFrame, column: str, meaning: str, minimum: float = -np.inf) -> pd.Series:
     """Return `column` as int64, or raise naming the first rows that are not whole numbers of at least `minimum`."""
     if pd.api.types.is_bool_dtype(cells[column]) or not pd.api.types.is_numeric_dtype(cells[column]):
-        raise CellsError(f"column {column!r} must hold {meaning}; it has type {cells[column].dtype}")
+        raise CellsError(f"column {column!r} must hold {meaning}; it has type {cells[column].dtype}, "
+                         "so convert it to numbers first")
     values = cells[column].astype(np.float64)
     bad = cells.index[values.isna() | (values < minimum) | (values != np.floor(values))]
     if len(bad):
