@@ -20,8 +20,8 @@ v_L the vector that averages the deltas of L and w = S^-1 v_L,
 One triangular solve per language keeps this cheap at any size.
 
 In every model the likelihood is also unchanged when every theta_j and
-every beta_i shift by the same amount; the priors alone pin that shift
-(sd about 0.05 at the MultiJail shape), and it made theta's intervals wider
+every beta_i shift by the same amount. Only the priors pin that shift (sd
+about 0.05 at the MultiJail shape), and it made theta's intervals wider
 than its errors. The fit reports theta_j - b and beta_i - b, with b the mean
 of the betas that have cells: prompt hardness relative to the average
 prompt, and each configuration's robustness against that average prompt.
@@ -44,8 +44,7 @@ def language_groups(design: Design) -> list[tuple[np.ndarray, np.ndarray, int]]:
     if "delta" not in design.blocks:
         return []
     delta, gamma = design.blocks["delta"], design.blocks["gamma"]
-    free_of = np.full(design.size, -1)
-    free_of[design.free_positions.numpy()] = np.arange(design.free_count)
+    free_of = _free_index(design)
     read = np.unique(design.local_index[:, design.columns.index("delta")].numpy())
 
     groups = []
@@ -60,13 +59,19 @@ def language_groups(design: Design) -> list[tuple[np.ndarray, np.ndarray, int]]:
 
 def prompt_groups(design: Design) -> tuple[np.ndarray, np.ndarray]:
     """Return the free positions of theta and beta, and of the betas that some cell reads."""
-    free_of = np.full(design.size, -1)
-    free_of[design.free_positions.numpy()] = np.arange(design.free_count)
+    free_of = _free_index(design)
     theta, beta = design.blocks["theta"], design.blocks["beta"]
     shifted = free_of[np.r_[theta.offset:theta.offset + theta.size, beta.offset:beta.offset + beta.size]]
     read = np.unique(design.local_index[:, design.columns.index("beta")].numpy())
     with_cells = free_of[read]
     return shifted[shifted >= 0], with_cells[with_cells >= 0]
+
+
+def _free_index(design: Design) -> np.ndarray:
+    """Return, for each position of the full parameter vector, its position in the free vector (-1 if fixed)."""
+    free_of = np.full(design.size, -1)
+    free_of[design.free_positions.numpy()] = np.arange(design.free_count)
+    return free_of
 
 
 def centre_estimates(design: Design, free: torch.Tensor) -> torch.Tensor:
@@ -93,7 +98,7 @@ def centre_variances(design: Design, hessian: StructuredHessian, variance: torch
     shifted, with_cells = prompt_groups(design)
     averaging = torch.zeros(design.free_count, dtype=torch.float64)
     averaging[with_cells] = 1.0 / len(with_cells)
-    covariance = hessian.unwhiten(hessian.whiten_gradient(averaging))
+    covariance = hessian.solve(averaging)
     centred[shifted] = variance[shifted] - 2 * covariance[shifted] + float(averaging @ covariance)
 
     # Position in the dense block S of each free parameter (-1 outside it).

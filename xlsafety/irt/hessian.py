@@ -110,6 +110,10 @@ class StructuredHessian:
         u_kept = torch.linalg.solve_triangular(self.s_factor, (kept - back)[:, None], upper=False)[:, 0]
         return self._join(u_grid, u_kept, alone / self.alone_scale)
 
+    def solve(self, vector: torch.Tensor) -> torch.Tensor:
+        """Return H^-1 vector: the covariance of every parameter with the linear function vector' x."""
+        return self.unwhiten(self.whiten_gradient(vector))
+
     def inverse_diagonal(self) -> torch.Tensor:
         """Return diag(H^-1), the Laplace variances of the free parameters."""
         s_inverse = torch.cholesky_inverse(self.s_factor)

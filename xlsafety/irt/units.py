@@ -74,7 +74,7 @@ def rescale_variances(design: Design, hessian: StructuredHessian, free: torch.Te
     averaging = torch.zeros(design.free_count, dtype=torch.float64)
     averaging[alphas] = 1.0 / len(alphas)
     # Covariance of each parameter with m; centred like the estimates, because centring is linear.
-    with_mean = centre_estimates(design, hessian.unwhiten(hessian.whiten_gradient(averaging)))
+    with_mean = centre_estimates(design, hessian.solve(averaging))
     mean_variance = float(averaging @ with_mean)
     centred = centre_estimates(design, free)
     k = unit_shift(design, free)
