@@ -15,9 +15,9 @@ gamma as an error that no estimator can remove. Centred draws make the true
 gamma the quantity that the fit estimates.
 
 For the same reason theta and beta are shifted by the mean beta, and the
-truth is then rescaled to the unit the fit reports
-(units.py): the mean of log a over the prompts is the prior's location, and
-the locations are multiplied by the factor that divides a.
+truth is then rescaled to the unit the fit reports (units.py): the mean of
+log a over the prompts is the prior's location, and the locations are
+multiplied by the factor that divides a.
 """
 
 from dataclasses import dataclass
