@@ -11,13 +11,17 @@ languages, sent through the chat template):
   naive:  `generate` called on one prompt at a time.
 
 Every completion is forced to exactly --new-tokens tokens (no stop ids), so
-all methods do the same work. The matmul is measured at the start and at the
+all methods do the same work. Decoding is greedy. With --passes N every
+prompt is sampled N times (temperature 0.7, top-p 0.9, the study's `standard`
+variant) by every method. --dtype bfloat16 runs every method, and the matmul
+of the limit, in bfloat16. The matmul is measured at the start and at the
 end, because other processes on a shared machine change the rate during the
 run. Compare ratios within one run. The script also times the load of the
 prepared checkpoint, and of the GGUF file it was prepared from (--gguf-load).
 
     .venv/bin/python benchmarks/generation_benchmark.py                    # the full run (about 15 min on 2 cores)
     .venv/bin/python benchmarks/generation_benchmark.py --naive-prompts 8  # naive loop on 8 prompts only
+    .venv/bin/python benchmarks/generation_benchmark.py --passes 2         # 2 sampled passes per prompt
 """
 
 import argparse
@@ -30,6 +34,9 @@ import pandas as pd
 
 MODEL_SOURCE = "embedded:smollm2-135m-instruct"
 LANGUAGES = ("en", "zh", "it", "vi", "ar", "ko", "th", "bn", "sw", "jv")
+# The sampled decoding of --passes above 1: the study's `standard` variant.
+SAMPLED_TEMPERATURE = 0.7
+SAMPLED_TOP_P = 0.9
 
 
 def main() -> None:
@@ -42,9 +49,10 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = arguments.model_dir or prepare(Path(scratch) / "smollm2")
         # The first load also imports transformers' model and tokenizer code, which every backend pays.
-        _, _, first_s = load(model_dir, arguments.threads)
-        model, tokenizer, load_s = load(model_dir, arguments.threads)
-        print(f"threads {torch.get_num_threads()}, torch {torch.__version__}; prepared checkpoint loaded in "
+        _, _, first_s = load(model_dir, arguments.threads, arguments.dtype)
+        model, tokenizer, load_s = load(model_dir, arguments.threads, arguments.dtype)
+        print(f"threads {torch.get_num_threads()}, torch {torch.__version__}, {arguments.dtype}, "
+              f"{arguments.passes} pass(es) per prompt; prepared checkpoint loaded in "
               f"{load_s:.2f} s ({first_s:.2f} s the first time in this process)")
         if arguments.gguf_load:
             print(f"the GGUF file loads in {gguf_load_seconds(Path(scratch)):.2f} s")
@@ -58,6 +66,10 @@ def parse_arguments() -> argparse.Namespace:
                         help="prompts per method (at most 200); the backend sorts them by length into batches")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens generated per prompt")
     parser.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    parser.add_argument("--dtype", choices=("float32", "bfloat16"), default="float32",
+                        help="dtype of the model and of the limit's matmul")
+    parser.add_argument("--passes", type=int, default=1,
+                        help="requests per prompt; above 1 every method samples instead of decoding greedily")
     parser.add_argument("--batch-sizes", default="32,64,96", help="comma-separated batch sizes of ours")
     parser.add_argument("--hf-batch-size", type=int, default=16, help="batch size of the `generate` baseline; 0 skips it")
     parser.add_argument("--naive-prompts", type=int, default=0,
@@ -76,11 +88,11 @@ def prepare(model_dir: Path) -> str:
     return str(model_dir)
 
 
-def load(model_dir: str, threads: int):
+def load(model_dir: str, threads: int, dtype: str = "float32"):
     from xlsafety.generate import load_prepared_model
 
     started = time.perf_counter()
-    model, tokenizer = load_prepared_model(model_dir, threads, device="cpu", dtype="float32")
+    model, tokenizer = load_prepared_model(model_dir, threads, device="cpu", dtype=dtype)
     return model, tokenizer, time.perf_counter() - started
 
 
@@ -107,11 +119,11 @@ def benchmark_prompts(count: int) -> pd.DataFrame:
     return pd.DataFrame({"id": range(count), "language": "mixed", "text": texts[:count]})
 
 
-def matmul_gflops(size: int, repeats: int = 3) -> float:
-    """Return the best fp32 GFLOP/s of `repeats` square matmuls of side `size`."""
+def matmul_gflops(size: int, dtype: str = "float32", repeats: int = 3) -> float:
+    """Return the best GFLOP/s of `repeats` square matmuls of side `size` in `dtype`."""
     import torch
 
-    left, right = torch.randn(size, size), torch.randn(size, size)
+    left, right = (torch.randn(size, size, dtype=getattr(torch, dtype)) for _ in range(2))
     left @ right
     best = float("inf")
     for _ in range(repeats):
@@ -124,46 +136,55 @@ def matmul_gflops(size: int, repeats: int = 3) -> float:
 def run(arguments: argparse.Namespace, model, tokenizer) -> None:
     prompts = benchmark_prompts(arguments.prompts)
     parameters = sum(parameter.numel() for parameter in model.parameters())
-    gflops_before = matmul_gflops(arguments.matmul_size)
+    passes = arguments.passes
+    gflops_before = matmul_gflops(arguments.matmul_size, arguments.dtype)
     limit = gflops_before * 1e9 / (2 * parameters)
-    print(f"{len(prompts)} prompts x {arguments.new_tokens} new tokens; {parameters / 1e6:.1f} M parameters")
+    print(f"{len(prompts)} prompts x {passes} pass(es) x {arguments.new_tokens} new tokens; "
+          f"{parameters / 1e6:.1f} M parameters")
     print(f"matmul {gflops_before:.0f} GFLOP/s -> limit {limit:.0f} tokens/s")
 
     # The first forward passes of a process allocate buffers and thread pools; keep them out of the timings.
-    ours(model, tokenizer, prompts.head(8), 4, 8)
-    naive(model, tokenizer, prompts.head(1), 4)
+    ours(model, tokenizer, prompts.head(8), 4, 8, passes)
+    naive(model, tokenizer, prompts.head(1), 4, passes)
 
     results = {}
     texts = {}
     for batch_size in [int(size) for size in arguments.batch_sizes.split(",")]:
-        rate, texts[batch_size] = ours(model, tokenizer, prompts, arguments.new_tokens, batch_size)
+        rate, texts[batch_size] = ours(model, tokenizer, prompts, arguments.new_tokens, batch_size, passes)
         results[f"ours, batch {batch_size}"] = rate
         print(f"ours, batch {batch_size}: {rate:.1f} tokens/s", flush=True)
     if arguments.hf_batch_size:
-        rate = hf_generate(model, tokenizer, prompts, arguments.new_tokens, arguments.hf_batch_size)
+        rate = hf_generate(model, tokenizer, prompts, arguments.new_tokens, arguments.hf_batch_size, passes)
         results[f"generate, batch {arguments.hf_batch_size}"] = rate
         print(f"generate, batch {arguments.hf_batch_size}: {rate:.1f} tokens/s", flush=True)
     naive_count = arguments.naive_prompts or len(prompts)
-    naive_rate, naive_texts = naive(model, tokenizer, prompts.head(naive_count), arguments.new_tokens)
+    naive_rate, naive_texts = naive(model, tokenizer, prompts.head(naive_count), arguments.new_tokens, passes)
     results[f"naive, {naive_count} prompts"] = naive_rate
 
-    gflops_after = matmul_gflops(arguments.matmul_size)
+    gflops_after = matmul_gflops(arguments.matmul_size, arguments.dtype)
     print(f"matmul at the end {gflops_after:.0f} GFLOP/s -> limit {gflops_after * 1e9 / (2 * parameters):.0f} tokens/s")
     print()
     print("| method | tokens/s | x naive | share of limit |")
     print("|---|---|---|---|")
     for name, rate in results.items():
         print(f"| {name} | {rate:.1f} | {rate / naive_rate:.1f} | {rate / limit:.2f} |")
+    if passes > 1:
+        # Sampled rows draw from other random streams in each method, so their texts differ.
+        return
     for batch_size, batched in texts.items():
         same = sum(a == b for a, b in zip(batched[:naive_count], naive_texts))
         print(f"ours, batch {batch_size}: {same}/{naive_count} texts equal to the one-at-a-time loop")
 
 
-def ours(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, batch_size: int) -> tuple[float, list[str]]:
+def ours(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, batch_size: int,
+         passes: int = 1) -> tuple[float, list[str]]:
     """Run the transformers backend's generation with every stop id removed, so each row has `new_tokens` tokens."""
     from xlsafety import generate
 
-    decoding = generate.Decoding("greedy", 0.0, 1.0, new_tokens, 1)
+    if passes == 1:
+        decoding = generate.Decoding("greedy", 0.0, 1.0, new_tokens, 1)
+    else:
+        decoding = generate.Decoding("standard", SAMPLED_TEMPERATURE, SAMPLED_TOP_P, new_tokens, passes)
     original = generate.stop_token_ids
     generate.stop_token_ids = lambda model, tokenizer: []
     try:
@@ -178,13 +199,13 @@ def ours(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, batch_size: i
     return int(rows["completion_tokens"].sum()) / elapsed, rows["text"].tolist()
 
 
-def hf_generate(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, batch_size: int) -> float:
-    """Run `generate` on length-sorted, left-padded batches."""
+def hf_generate(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, batch_size: int, passes: int = 1) -> float:
+    """Run `generate` on length-sorted, left-padded batches, with each prompt `passes` times."""
     import torch
 
-    sent = chat_prompts(tokenizer, prompts)
+    sent = chat_prompts(tokenizer, prompts) * passes
     sent.sort(key=lambda text: len(tokenizer(text)["input_ids"]))
-    config = forced_length_config(tokenizer, new_tokens)
+    config = forced_length_config(tokenizer, new_tokens, passes > 1)
     started = time.perf_counter()
     generated = 0
     for start in range(0, len(sent), batch_size):
@@ -196,15 +217,15 @@ def hf_generate(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, batch_
     return generated / (time.perf_counter() - started)
 
 
-def naive(model, tokenizer, prompts: pd.DataFrame, new_tokens: int) -> tuple[float, list[str]]:
-    """Call `generate` on one prompt at a time."""
+def naive(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, passes: int = 1) -> tuple[float, list[str]]:
+    """Call `generate` on one prompt at a time, `passes` times per prompt."""
     import torch
 
-    config = forced_length_config(tokenizer, new_tokens)
+    config = forced_length_config(tokenizer, new_tokens, passes > 1)
     texts = []
     generated = 0
     started = time.perf_counter()
-    for text in chat_prompts(tokenizer, prompts):
+    for text in [text for text in chat_prompts(tokenizer, prompts) for _ in range(passes)]:
         encoded = tokenizer([text], return_tensors="pt", add_special_tokens=False)
         with torch.inference_mode():
             output = model.generate(**encoded, generation_config=config)
@@ -219,10 +240,13 @@ def chat_prompts(tokenizer, prompts: pd.DataFrame) -> list[str]:
                                           add_generation_prompt=True) for text in prompts["text"]]
 
 
-def forced_length_config(tokenizer, new_tokens: int):
+def forced_length_config(tokenizer, new_tokens: int, sampled: bool = False):
     from transformers import GenerationConfig
 
     # No eos id, so that `generate` always produces `new_tokens` tokens.
+    if sampled:
+        return GenerationConfig(max_new_tokens=new_tokens, do_sample=True, temperature=SAMPLED_TEMPERATURE,
+                                top_p=SAMPLED_TOP_P, top_k=0, eos_token_id=None, pad_token_id=tokenizer.pad_token_id)
     return GenerationConfig(max_new_tokens=new_tokens, do_sample=False, eos_token_id=None,
                             pad_token_id=tokenizer.pad_token_id)
 

@@ -138,24 +138,86 @@ def test_length_limit_marks_finish_reason(chat_model):
 def test_top_p_keeps_smallest_nucleus():
     import torch
 
-    from xlsafety.generate import _top_p_filter
+    from xlsafety.generate import _nucleus
 
-    probabilities = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.05, 0.05, 0.1, 0.8]])
-    filtered = _top_p_filter(probabilities, 0.8, candidates=2)
+    ordered = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.8, 0.1, 0.05, 0.05]])
+    kept = _nucleus(ordered, 0.8)
 
-    assert filtered[0].tolist() == pytest.approx([0.5 / 0.8, 0.3 / 0.8, 0.0, 0.0])
-    assert filtered[1].tolist() == pytest.approx([0.0, 0.0, 0.0, 1.0])
+    assert kept[0].tolist() == pytest.approx([0.5, 0.3, 0.0, 0.0])
+    assert kept[1].tolist() == pytest.approx([0.8, 0.0, 0.0, 0.0])
 
 
-def test_top_p_falls_back_to_full_sort():
+def draw_shares(probabilities, top_p: float, candidates: int, draws: int = 1000) -> list[float]:
+    """Return each token's share of `draws` samples at evenly spaced uniform numbers."""
     import torch
 
-    from xlsafety.generate import _top_p_filter
+    from xlsafety.generate import sample_tokens
 
+    uniforms = (torch.arange(draws, dtype=torch.float64) + 0.5) / draws
+    rows = probabilities.expand(draws, -1)
+    tokens = sample_tokens(rows, uniforms, top_p, candidates=candidates)
+    return (torch.bincount(tokens, minlength=probabilities.shape[-1]) / draws).tolist()
+
+
+def test_sampled_shares_follow_nucleus():
+    import torch
+
+    # Unsorted on purpose: the nucleus is tokens 3 and 1.
+    probabilities = torch.tensor([[0.05, 0.3, 0.15, 0.5]])
+
+    shares = draw_shares(probabilities, 0.8, candidates=2)
+
+    assert shares == pytest.approx([0.0, 0.3 / 0.8, 0.0, 0.5 / 0.8], abs=2e-3)
+
+
+def test_sampling_falls_back_to_full_sort():
+    import torch
+
+    # Two candidates hold 0.25 of the mass, so the nucleus of 0.5 needs a full sort.
     probabilities = torch.full((1, 8), 1 / 8)
-    filtered = _top_p_filter(probabilities, 0.5, candidates=2)
 
-    assert int((filtered > 0).sum()) == 4
+    shares = draw_shares(probabilities, 0.5, candidates=2)
+
+    assert sum(share > 0 for share in shares) == 4
+    assert sum(shares) == pytest.approx(1.0)
+
+
+def test_sampling_without_top_p_uses_every_token():
+    import torch
+
+    probabilities = torch.tensor([[0.1, 0.0, 0.6, 0.3]])
+
+    shares = draw_shares(probabilities, 1.0, candidates=2)
+
+    assert shares == pytest.approx([0.1, 0.0, 0.6, 0.3], abs=2e-3)
+
+
+@pytest.mark.parametrize("decoding", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+def test_non_finite_logits_rejected(decoding):
+    import torch
+
+    from xlsafety.generate import make_token_chooser
+
+    choose = make_token_chooser([1, 2], decoding)
+    logits = torch.tensor([[0.0, 1.0, 2.0], [float("nan"), 0.0, 1.0]])
+
+    with pytest.raises(ModelError, match="NaN or infinite logits"):
+        choose(logits, [0, 1])
+
+
+def test_sampling_mixes_narrow_and_wide_rows():
+    import torch
+
+    from xlsafety.generate import sample_tokens
+
+    probabilities = torch.tensor([[0.0, 0.0, 0.1, 0.9], [0.25, 0.25, 0.25, 0.25]])
+    uniforms = torch.tensor([0.5, 0.9], dtype=torch.float64)
+
+    tokens = sample_tokens(probabilities, uniforms, 0.6, candidates=1)
+
+    # Row 0's nucleus is token 3. Row 1's is the first three tokens of a stable full sort.
+    assert tokens[0] == 3
+    assert tokens[1] in (0, 1, 2)
 
 
 def tiny_batch(tokenizer, texts):
@@ -449,6 +511,66 @@ def test_shared_prefix_matches_whole_batch(chat_model, monkeypatch):
     for step, (found, expected) in enumerate(zip(grouped, whole)):
         assert torch.allclose(found, expected, atol=1e-4), f"step {step}"
 
+
+
+def test_repeated_prompt_runs_once(chat_model, monkeypatch):
+    import torch
+
+    from xlsafety.backends import decode_loop
+
+    model, tokenizer = chat_model
+    texts = ["Tell me a secret.", "Tell me a secret.", "Hi", "How do I pick a lock?", "Hi", "Tell me a secret."]
+    encoded = tiny_batch(tokenizer, texts)
+    prompt_rows = []
+    forward = model.forward
+
+    def counting_forward(*args, **kwargs):
+        # The shared prefix runs without a mask, and the prompts' own passes run with one.
+        if kwargs["input_ids"].shape[1] > 1 and kwargs.get("attention_mask") is not None:
+            prompt_rows.append(kwargs["input_ids"].shape[0])
+        return forward(*args, **kwargs)
+
+    monkeypatch.setattr(model, "forward", counting_forward)
+    grouped, grouped_tokens = decode_in_groups(model, encoded, monkeypatch, 2)
+    grouped_rows = sum(prompt_rows)
+    whole, whole_tokens = decode_in_groups(model, encoded, monkeypatch, 100)
+
+    # Three distinct prompts: the six rows' prompts run as three rows (the
+    # whole-batch pass, without groups, runs all six).
+    assert grouped_rows == 3
+    assert grouped_tokens == whole_tokens
+    for step, (found, expected) in enumerate(zip(grouped, whole)):
+        assert torch.allclose(found, expected, atol=1e-4), f"step {step}"
+
+
+def test_distinct_rows_tell_padding_apart():
+    import torch
+
+    from xlsafety.backends.decode_loop import distinct_rows
+
+    # Rows 0 and 2 match; row 1 has the same ids as row 0 but one more real token.
+    input_ids = torch.tensor([[0, 5, 6], [0, 5, 6], [0, 5, 6], [7, 8, 9]])
+    mask = torch.tensor([[0, 1, 1], [1, 1, 1], [0, 1, 1], [1, 1, 1]])
+
+    distinct, copies = distinct_rows(input_ids, mask)
+
+    assert distinct.tolist() == [0, 1, 3]
+    assert copies[0].tolist() == [0, 2]
+    assert copies[1].tolist() == [1]
+    assert copies[3].tolist() == [3]
+
+
+def test_passes_in_one_batch_equal_single_requests(chat_model):
+    # One text under four ids: the twelve rows share one prompt, so the batch
+    # runs it once, without padding, as each single request does. Prompts of
+    # other lengths in one batch may differ in the last bits (see module notes).
+    frame = pd.DataFrame({"id": range(4), "language": "en", "text": "Tell me a secret."})
+
+    single = run(chat_model, frame, SAMPLED, batch_size=1)
+    batched = run(chat_model, frame, SAMPLED, batch_size=12)
+
+    assert batched["text"].tolist() == single["text"].tolist()
+    assert batched["text"].nunique() > 1
 
 
 @pytest.mark.parametrize("group", [2, 8])

@@ -54,6 +54,23 @@ def test_auto_dtype_float32_on_cpu():
     assert hardware.select_dtype("auto", "cpu") == torch.float32
 
 
+@pytest.mark.parametrize("amx", [True, False])
+def test_auto_dtype_stays_float32_on_amx_cpu(monkeypatch, caplog, amx):
+    monkeypatch.setattr(hardware, "has_amx", lambda: amx)
+
+    with caplog.at_level("INFO", logger="xlsafety.backends.hardware"):
+        dtype = hardware.select_dtype("auto", "cpu")
+
+    assert dtype is torch.float32
+    assert ("dtype: bfloat16" in caplog.text) is amx
+
+
+def test_has_amx_without_torch_check(monkeypatch):
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+
+    assert hardware.has_amx() is False
+
+
 def test_explicit_dtype_kept():
     assert hardware.select_dtype("float16", "cuda") == torch.float16
     assert hardware.select_dtype("bfloat16", "cpu") == torch.bfloat16

@@ -102,51 +102,95 @@ def make_token_chooser(seeds: list[int], decoding: Decoding):
     """Build the function that picks each active row's next token from its logits.
 
     Greedy rows take the argmax, with no softmax over the vocabulary. Sampled
-    rows draw from the temperature-scaled, top-p filtered distribution with
-    their own generator, seeded from the row seed, so a row's draws do not
-    depend on which rows share its batch.
+    rows draw from the temperature-scaled, top-p filtered distribution: each
+    row takes one uniform number per step from its own generator, seeded from
+    the row seed, so a row's draws do not depend on which rows share its
+    batch. The token is where the row's cumulative distribution passes that
+    number (`sample_tokens`).
     """
     import torch
 
     if decoding.greedy:
-        return lambda logits, active: logits.argmax(dim=-1)
+        def choose_greedy(logits, active: list[int]):
+            _check_finite(logits)
+            return logits.argmax(dim=-1)
+
+        return choose_greedy
 
     # CPU generators give the same draws on every device, so sampling always runs on the CPU.
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
 
     def choose(logits, active: list[int]):
+        _check_finite(logits)
         probabilities = torch.softmax(logits.float().cpu() / decoding.temperature, dim=-1)
-        if decoding.top_p < 1.0:
-            probabilities = _top_p_filter(probabilities, decoding.top_p)
-        chosen = [
-            torch.multinomial(probabilities[index], 1, generator=generators[row])[0]
-            for index, row in enumerate(active)
-        ]
-        return torch.stack(chosen).to(logits.device)
+        uniforms = torch.cat([torch.rand(1, generator=generators[row], dtype=torch.float64) for row in active])
+        return sample_tokens(probabilities, uniforms, decoding.top_p).to(logits.device)
 
     return choose
 
 
-def _top_p_filter(probabilities, top_p: float, candidates: int = 512):
-    """Zero all but the smallest set of most likely tokens whose mass reaches top_p, then renormalise.
+def _check_finite(logits) -> None:
+    """Raise ModelError when the model's logits contain NaN or infinity, which no token choice can use."""
+    import torch
 
-    Sorting a 262k-token vocabulary at every step is slow on a CPU. The nucleus
-    is therefore looked for among the `candidates` most likely tokens first, and
-    only a batch with a larger nucleus falls back to a full sort. The result is
+    if not bool(torch.isfinite(logits).all()):
+        raise ModelError(
+            "the model produced NaN or infinite logits; in float16 or bfloat16 this is often an overflow, "
+            "so try generation.dtype: float32, and check that the model's weights loaded correctly"
+        )
+
+
+def sample_tokens(probabilities, uniforms, top_p: float, candidates: int = 512):
+    """Return, for each row, the token where its cumulative distribution first exceeds `uniforms` x its total.
+
+    The distribution is summed in token-id order, so two tokens whose
+    probabilities swap places through a rounding difference (another batch,
+    other padding) still give the same draw. With top-p, the nucleus (the
+    smallest set of most likely tokens whose mass reaches top_p) is looked
+    for among each row's `candidates` most likely tokens, and only a row
+    whose candidates hold less mass is sorted in full. Sorting a 262k-token
+    vocabulary for every row at every step is slow on a CPU. The draw is
     exact either way.
     """
     import torch
 
+    if top_p >= 1.0:
+        return _invert(probabilities, uniforms)
+
     count = min(candidates, probabilities.shape[-1])
     ordered, order = torch.topk(probabilities, count, dim=-1)
-    if (ordered.sum(dim=-1) < top_p).any():
-        ordered, order = torch.sort(probabilities, descending=True, dim=-1)
+    wide = ordered.sum(dim=-1) < top_p
+    narrow = ~wide
+    tokens = torch.empty(len(probabilities), dtype=torch.long)
 
+    # The candidates are put back in token-id order before the draw.
+    ids, positions = order[narrow].sort(dim=-1)
+    kept = _nucleus(ordered[narrow], top_p).gather(-1, positions)
+    tokens[narrow] = ids.gather(-1, _invert(kept, uniforms[narrow])[:, None])[:, 0]
+
+    if wide.any():
+        ordered, order = torch.sort(probabilities[wide], descending=True, dim=-1)
+        kept = torch.zeros_like(ordered).scatter(-1, order, _nucleus(ordered, top_p))
+        tokens[wide] = _invert(kept, uniforms[wide])
+    return tokens
+
+
+def _nucleus(ordered, top_p: float):
+    """Zero the probabilities (sorted in descending order per row) that fall outside each row's nucleus."""
     # A token stays when the mass before it is below top_p, so the first token always stays.
     outside = ordered.cumsum(dim=-1) - ordered >= top_p
-    ordered = ordered.masked_fill(outside, 0.0)
-    filtered = torch.zeros_like(probabilities).scatter(-1, order, ordered)
-    return filtered / filtered.sum(dim=-1, keepdim=True)
+    return ordered.masked_fill(outside, 0.0)
+
+
+def _invert(weights, uniforms):
+    """Return each row's first column where the running sum of `weights` exceeds its uniform x the row total."""
+    import torch
+
+    cumulative = weights.cumsum(dim=-1, dtype=torch.float64)
+    targets = uniforms * cumulative[:, -1]
+    # A zero weight never moves the running sum past a target, so it is never chosen.
+    columns = torch.searchsorted(cumulative, targets[:, None], right=True)[:, 0]
+    return columns.clamp(max=weights.shape[-1] - 1)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,8 @@ tensors at every step. This loop calls the model's forward directly:
   of `PREFILL_GROUP` rows of similar length, so a short prompt is not padded
   to the batch's longest one in that forward pass, and the tokens that every
   prompt starts with (a chat template's system prompt) run once for the
-  whole batch;
+  whole batch, and so does each prompt that several rows share (the passes
+  of one prompt);
 - full-attention layers write into a key/value buffer sized for the prompt
   plus `max_new_tokens`, so a step copies one token per layer instead of the
   whole cache, and the batches of a job reuse those buffers (`BufferPool`);
@@ -192,9 +193,10 @@ def _prefill_in_groups(model, input_ids: torch.Tensor, mask: torch.Tensor, posit
     rest = lengths - prefix
     prefix_pairs = _run_prefix(model, input_ids, lengths, prefix)
 
-    order = torch.argsort(rest, stable=True)
+    distinct, copies = distinct_rows(input_ids, mask)
+    order = distinct[torch.argsort(rest[distinct], stable=True)]
     logits = None
-    for start in range(0, batch, PREFILL_GROUP):
+    for start in range(0, len(order), PREFILL_GROUP):
         rows = order[start : start + PREFILL_GROUP]
         width = max(1, int(rest[rows].max()))
         group_cache = DynamicCache(config=model.config)
@@ -209,15 +211,33 @@ def _prefill_in_groups(model, input_ids: torch.Tensor, mask: torch.Tensor, posit
         ).logits[:, -1]
         if logits is None:
             logits = group_logits.new_empty((batch, group_logits.shape[-1]))
-        logits[rows] = group_logits
+        targets = [copies[int(row)] for row in rows]
+        source = torch.repeat_interleave(torch.arange(len(rows)), torch.tensor([len(t) for t in targets]))
+        batch_rows = torch.cat(targets)
+        logits[batch_rows] = group_logits[source]
         for layer, group_layer in zip(cache.layers, group_cache.layers):
-            layer.fill_rows(rows, group_layer.keys[:, :, prefix:], group_layer.values[:, :, prefix:], batch,
-                            prompt_length)
+            layer.fill_rows(batch_rows, group_layer.keys[source, :, prefix:], group_layer.values[source, :, prefix:],
+                            batch, prompt_length)
         # Written after the rest, because the group's padding covered where each row's prefix goes.
         for layer, (keys, values) in zip(cache.layers, prefix_pairs):
-            for row in rows.tolist():
+            for row in batch_rows.tolist():
                 layer.fill_rows(row, keys[0], values[0], batch, prompt_length - int(rest[row]))
     return logits
+
+
+def distinct_rows(input_ids: torch.Tensor, mask: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+    """Return the first row of each distinct prompt in a batch, and for each such row the rows with its prompt.
+
+    The passes of one prompt are identical rows until their sampled tokens
+    differ, so their prompt runs once and its keys and values are copied.
+    """
+    _, inverse = torch.unique(torch.cat([input_ids, mask], dim=1), dim=0, return_inverse=True)
+    copies: dict[int, torch.Tensor] = {}
+    for prompt in range(int(inverse.max()) + 1):
+        rows = (inverse == prompt).nonzero().flatten()
+        copies[int(rows[0])] = rows
+    distinct = torch.tensor(sorted(copies))
+    return distinct, copies
 
 
 def _run_prefix(model, input_ids: torch.Tensor, lengths: torch.Tensor, prefix: int) -> list:

@@ -45,7 +45,9 @@ def select_dtype(requested: str, device: str):
     """Return the torch dtype for a `generation.dtype` value on `device`.
 
     `auto` is bfloat16 on a GPU that supports it and float32 otherwise:
-    float32 on the CPU keeps greedy batches equal to one-at-a-time generation.
+    float32 on the CPU keeps greedy batches equal to one-at-a-time generation,
+    and gives the same text on every CPU. On a CPU with AMX units, where
+    bfloat16 is faster, `auto` stays float32 and logs that bfloat16 is available.
     """
     import torch
 
@@ -54,8 +56,20 @@ def select_dtype(requested: str, device: str):
     if requested == "auto":
         if device == "cuda" and torch.cuda.is_bf16_supported():
             return torch.bfloat16
+        if device == "cpu" and has_amx():
+            log.info("this CPU has AMX units: generation.dtype: bfloat16 generates about twice as fast here, "
+                     "with other text than float32 (config/README.md)")
         return torch.float32
     return getattr(torch, requested)
+
+
+def has_amx() -> bool:
+    """Tell whether the CPU has AMX tile units, which run bfloat16 matrix products several times faster."""
+    import torch
+
+    # This function of torch.cpu is private, so a torch build without it counts as a CPU without AMX.
+    check = getattr(torch.cpu, "_is_amx_tile_supported", None)
+    return bool(check is not None and check())
 
 
 def free_memory_bytes(device: str) -> int:
