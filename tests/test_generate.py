@@ -141,10 +141,10 @@ def test_top_p_keeps_smallest_nucleus():
     from xlsafety.generate import _nucleus
 
     ordered = torch.tensor([[0.5, 0.3, 0.15, 0.05], [0.8, 0.1, 0.05, 0.05]])
-    kept = _nucleus(ordered, 0.8)
+    nucleus = _nucleus(ordered, 0.8)
 
-    assert kept[0].tolist() == pytest.approx([0.5, 0.3, 0.0, 0.0])
-    assert kept[1].tolist() == pytest.approx([0.8, 0.0, 0.0, 0.0])
+    assert nucleus[0].tolist() == pytest.approx([0.5, 0.3, 0.0, 0.0])
+    assert nucleus[1].tolist() == pytest.approx([0.8, 0.0, 0.0, 0.0])
 
 
 def draw_shares(probabilities, top_p: float, candidates: int, draws: int = 1000) -> list[float]:
@@ -193,16 +193,33 @@ def test_sampling_without_top_p_uses_every_token():
 
 
 @pytest.mark.parametrize("decoding", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
-def test_non_finite_logits_rejected(decoding):
+@pytest.mark.parametrize("bad_row", [[float("nan"), 0.0, 1.0], [float("inf"), 0.0, 1.0], [float("-inf")] * 3],
+                         ids=["nan", "inf", "all-minus-inf"])
+def test_non_finite_logits_rejected(decoding, bad_row):
     import torch
 
     from xlsafety.generate import make_token_chooser
 
     choose = make_token_chooser([1, 2], decoding)
-    logits = torch.tensor([[0.0, 1.0, 2.0], [float("nan"), 0.0, 1.0]])
+    logits = torch.tensor([[0.0, 1.0, 2.0], bad_row])
 
     with pytest.raises(ModelError, match="NaN or infinite logits"):
         choose(logits, [0, 1])
+
+
+@pytest.mark.parametrize("decoding", [GREEDY, SAMPLED], ids=["greedy", "sampled"])
+def test_masked_logits_accepted(decoding):
+    import torch
+
+    from xlsafety.generate import make_token_chooser
+
+    choose = make_token_chooser([1, 2], decoding)
+    logits = torch.tensor([[0.0, 1.0, float("-inf")], [float("-inf"), 5.0, 1.0]])
+
+    tokens = choose(logits, [0, 1])
+
+    assert tokens[0] != 2
+    assert tokens[1] != 0
 
 
 def test_sampling_mixes_narrow_and_wide_rows():
@@ -563,7 +580,8 @@ def test_distinct_rows_tell_padding_apart():
 def test_passes_in_one_batch_equal_single_requests(chat_model):
     # One text under four ids: the twelve rows share one prompt, so the batch
     # runs it once, without padding, as each single request does. Prompts of
-    # other lengths in one batch may differ in the last bits (see module notes).
+    # other lengths in one batch may differ in the last bits, as the module docstring of
+    # xlsafety.generate says.
     frame = pd.DataFrame({"id": range(4), "language": "en", "text": "Tell me a secret."})
 
     single = run(chat_model, frame, SAMPLED, batch_size=1)

@@ -130,13 +130,17 @@ def make_token_chooser(seeds: list[int], decoding: Decoding):
 
 
 def _check_finite(logits) -> None:
-    """Raise ModelError when the model's logits contain NaN or infinity, which no token choice can use."""
+    """Raise ModelError when a row's logits contain NaN or +inf, or are all -inf, which no token choice can use.
+
+    Single -inf logits stay allowed, because some models mask tokens that way.
+    """
     import torch
 
-    if not bool(torch.isfinite(logits).all()):
+    # The maximum of a row is NaN when the row contains a NaN.
+    if not bool(torch.isfinite(logits.amax(dim=-1)).all()):
         raise ModelError(
-            "the model produced NaN or infinite logits; in float16 or bfloat16 this is often an overflow, "
-            "so try generation.dtype: float32, and check that the model's weights loaded correctly"
+            "the model produced NaN or infinite logits. In float16 or bfloat16 this is often an overflow: "
+            "try generation.dtype: float32, and check that the model's weights loaded correctly"
         )
 
 
@@ -165,13 +169,13 @@ def sample_tokens(probabilities, uniforms, top_p: float, candidates: int = 512):
 
     # The candidates are put back in token-id order before the draw.
     ids, positions = order[narrow].sort(dim=-1)
-    kept = _nucleus(ordered[narrow], top_p).gather(-1, positions)
-    tokens[narrow] = ids.gather(-1, _invert(kept, uniforms[narrow])[:, None])[:, 0]
+    nucleus = _nucleus(ordered[narrow], top_p).gather(-1, positions)
+    tokens[narrow] = ids.gather(-1, _invert(nucleus, uniforms[narrow])[:, None])[:, 0]
 
     if wide.any():
         ordered, order = torch.sort(probabilities[wide], descending=True, dim=-1)
-        kept = torch.zeros_like(ordered).scatter(-1, order, _nucleus(ordered, top_p))
-        tokens[wide] = _invert(kept, uniforms[wide])
+        nucleus = torch.zeros_like(ordered).scatter(-1, order, _nucleus(ordered, top_p))
+        tokens[wide] = _invert(nucleus, uniforms[wide])
     return tokens
 
 
