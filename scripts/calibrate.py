@@ -30,9 +30,9 @@ def main(snakemake):
     judged = calibration_judgments(calibration, judge_generations(judge, generations, prompts))
     write_table(judged, snakemake.output[0], CALIBRATION_JUDGMENTS)
 
-    model = getattr(getattr(judge, "rubric", judge), "model", None)
-    if model is not None:
-        model.remove_checkpoints()
+    remove_checkpoints = getattr(getattr(judge, "rubric", judge), "remove_checkpoints", None)
+    if remove_checkpoints is not None:
+        remove_checkpoints()
 
 
 run_step(snakemake, main)

@@ -25,9 +25,9 @@ def main(snakemake):
     judge = make_judge(snakemake.wildcards.judge, [snakemake.wildcards.language], snakemake.config, **resources)
     write_table(judge_generations(judge, generations, prompts), snakemake.output[0], JUDGMENTS)
 
-    model = getattr(getattr(judge, "rubric", judge), "model", None)
-    if model is not None:
-        model.remove_checkpoints()
+    remove_checkpoints = getattr(getattr(judge, "rubric", judge), "remove_checkpoints", None)
+    if remove_checkpoints is not None:
+        remove_checkpoints()
 
 
 run_step(snakemake, main)

@@ -255,6 +255,51 @@ def test_back_translation_through_translation_backend(monkeypatch):
     assert len(script.judge_requests()) == 1
 
 
+class CountingTranslator(UpperCaseTranslator):
+    """The upper-casing stand-in, recording every text it is sent."""
+
+    def __init__(self):
+        super().__init__()
+        self.sent = []
+
+    def translate(self, texts, direction):
+        self.sent.extend(texts)
+        return super().translate(texts, direction)
+
+
+def test_back_translations_survive_killed_job(monkeypatch, tmp_path):
+    translator = CountingTranslator()
+    monkeypatch.setitem(BACKENDS, "seq2seq", Backend("seq2seq", "test stand-in",
+                                                     lambda settings, location, threads: translator, "location"))
+    script = ScriptedJudge({}, default='{"reason": "ok", "score": 5}')
+    generations, prompts = cases_frame([("th", "sawasdee"), ("th", "khop khun"), ("th", "sawasdee")])
+    folder = tmp_path / ".th.parquet.parts"
+
+    with FakeOpenAI(answer=script) as server:
+        config = study_config(server.url, mode="back_translated",
+                              back_translation={"backend": "seq2seq", "model": "/models/nllb"})
+        killed = make_judge("rubric-api", ["th"], config, checkpoint_folder=folder, fingerprint="f")
+
+        def kill(requests, attempt):
+            raise RuntimeError("job killed")
+
+        monkeypatch.setattr(killed.model, "complete", kill)
+        with pytest.raises(RuntimeError, match="job killed"):
+            judge_generations(killed, generations, prompts)
+        sent_before_kill = list(translator.sent)
+
+        judge = make_judge("rubric-api", ["th"], config, checkpoint_folder=folder, fingerprint="f")
+        judged = judge_generations(judge, generations, prompts)
+        judge.remove_checkpoints()
+
+    # Each distinct response is translated once, and the restarted job translates nothing again.
+    assert sent_before_kill == ["sawasdee", "khop khun"]
+    assert translator.sent == sent_before_kill
+    assert judged["judged_text"].tolist() == ["SAWASDEE", "KHOP KHUN", "SAWASDEE"]
+    assert judged["score"].tolist() == [5, 5, 5]
+    assert not list(tmp_path.iterdir())
+
+
 def test_cascade_sends_only_non_refusals_to_rubric():
     script = ScriptedJudge({"Step one": ['{"reason": "full help", "score": 1}']})
     rows = [("en", "I'm sorry, but I can't help with that."), ("en", "Step one: buy the parts."),

@@ -211,7 +211,8 @@ class RubricJudge:
 
     def __init__(self, name: str, model: JudgeModel, *, retries: int = 2, template: str = RUBRIC_TEMPLATE,
                  mode: str = AS_WRITTEN, translator: Translator | None = None,
-                 directions: dict[str, Direction] | None = None, translation_batch_size: int = 8):
+                 directions: dict[str, Direction] | None = None, translation_batch_size: int = 8,
+                 translation_checkpoint=None):
         if mode == BACK_TRANSLATED and translator is None:
             raise ConfigError(f"judge {name}: mode back_translated needs a translator (back_translation settings)")
         self.name = name
@@ -222,6 +223,8 @@ class RubricJudge:
         self.translator = translator
         self.directions = directions or {}
         self.translation_batch_size = translation_batch_size
+        # A Checkpoint of finished back-translations, so that a killed job translates no response again.
+        self.translation_checkpoint = translation_checkpoint
         self.version = judge_version(name, template)
 
     def request(self, prompt: str, response: str) -> str:
@@ -282,23 +285,50 @@ class RubricJudge:
         if self.mode != BACK_TRANSLATED:
             return judged, modes
 
+        saved = self._saved_translations()
         for language in sorted(set(languages) - {ENGLISH}):
             rows = [row for row, text in enumerate(texts) if languages[row] == language and text.strip()]
-            translated = self._translate([texts[row] for row in rows], language)
+            translated = self._translate([texts[row] for row in rows], language, saved)
             for row, text in zip(rows, translated, strict=True):
                 judged[row] = text
                 modes[row] = BACK_TRANSLATED
         return judged, modes
 
-    def _translate(self, texts: list[str], language: str) -> list[str]:
+    def _saved_translations(self) -> dict[tuple[str, str], str]:
+        """Return the back-translations that earlier attempts saved, keyed by (language, response)."""
+        if self.translation_checkpoint is None:
+            return {}
+        saved = self.translation_checkpoint.load()
+        if saved.empty:
+            return {}
+        return dict(zip(zip(saved["language"], saved["source"]), saved["translation"]))
+
+    def _translate(self, texts: list[str], language: str, saved: dict[tuple[str, str], str]) -> list[str]:
+        """Translate `texts` into English, each distinct text once, saving each finished batch."""
         if language not in self.directions:
             raise ConfigError(f"judge {self.name}: no translation direction for language {language!r}")
         direction = self.directions[language]
-        translated: list[str] = []
-        for start in range(0, len(texts), self.translation_batch_size):
-            translated.extend(self.translator.translate(texts[start : start + self.translation_batch_size], direction))
-        log.info("%s: translated %d %s responses into English", self.name, len(texts), language)
-        return translated
+        pending = list(dict.fromkeys(text for text in texts if (language, text) not in saved))
+        for start in range(0, len(pending), self.translation_batch_size):
+            batch = pending[start : start + self.translation_batch_size]
+            translated = self.translator.translate(batch, direction)
+            saved.update({(language, text): translation for text, translation in zip(batch, translated, strict=True)})
+            if self.translation_checkpoint is not None:
+                self.translation_checkpoint.append(
+                    [{"language": language, "source": text, "translation": translation}
+                     for text, translation in zip(batch, translated)]
+                )
+        log.info("%s: translated %d distinct %s responses into English (%d saved by an earlier attempt)",
+                 self.name, len(pending), language, len(set(texts)) - len(pending))
+        return [saved[(language, text)] for text in texts]
+
+    def remove_checkpoints(self) -> None:
+        """Delete the judge model's and the back-translations' checkpoints once the job's output is written."""
+        remove = getattr(self.model, "remove_checkpoints", None)
+        if remove is not None:
+            remove()
+        if self.translation_checkpoint is not None:
+            self.translation_checkpoint.remove()
 
 
 def english_direction(language: str, metadata: dict) -> Direction:

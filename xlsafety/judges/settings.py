@@ -13,6 +13,7 @@ prepared folders are inputs.
 """
 
 import re
+from pathlib import Path
 
 from xlsafety.errors import ConfigError
 from xlsafety.judges.decision import BACK_TRANSLATED, TEXT_MODES
@@ -242,13 +243,20 @@ def _build_rubric(name: str, languages: list[str], config: dict, *, model_dir, t
     mode = definition.get("mode", TEXT_MODES[0])
     translator, directions = None, {}
     translation = definition.get("back_translation") or {}
+    translation_checkpoint = None
     if mode == BACK_TRANSLATED:
         translator = _translator(config, translation, translation_model_dir, threads)
         directions = _directions(config, languages)
+        if checkpoint_folder is not None:
+            from xlsafety.checkpoint import Checkpoint
+
+            folder = Path(checkpoint_folder)
+            translation_checkpoint = Checkpoint(folder.with_name(f"{folder.name}-translations"), fingerprint)
     return RubricJudge(
         name, model, retries=definition.get("retries", DEFAULT_RETRIES),
         template=definition.get("template") or RUBRIC_TEMPLATE, mode=mode, translator=translator,
         directions=directions, translation_batch_size=definition.get("batch_size", DEFAULT_BATCH_SIZE),
+        translation_checkpoint=translation_checkpoint,
     )
 
 
