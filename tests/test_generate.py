@@ -222,6 +222,18 @@ def test_masked_logits_accepted(decoding):
     assert tokens[1] != 0
 
 
+@pytest.mark.parametrize("temperature", [1e-3, 1e-38, 1e-45])
+def test_tiny_temperature_takes_argmax(temperature):
+    import torch
+
+    from xlsafety.generate import make_token_chooser
+
+    choose = make_token_chooser([1, 2], Decoding("cold", temperature, 0.9, 4, 1))
+    logits = torch.tensor([[1.0, 5.0, 2.0, 0.5], [float("-inf"), 0.0, 3.0, 2.9]])
+
+    assert choose(logits, [0, 1]).tolist() == [1, 2]
+
+
 def test_sampling_mixes_narrow_and_wide_rows():
     import torch
 

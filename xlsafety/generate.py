@@ -122,7 +122,9 @@ def make_token_chooser(seeds: list[int], decoding: Decoding):
 
     def choose(logits, active: list[int]):
         _check_finite(logits)
-        probabilities = torch.softmax(logits.float().cpu() / decoding.temperature, dim=-1)
+        # Scaled after subtracting each row's maximum, so that a tiny temperature gives -inf, never inf - inf.
+        scores = logits.float().cpu()
+        probabilities = torch.softmax((scores - scores.amax(dim=-1, keepdim=True)) / decoding.temperature, dim=-1)
         uniforms = torch.cat([torch.rand(1, generator=generators[row], dtype=torch.float64) for row in active])
         return sample_tokens(probabilities, uniforms, decoding.top_p).to(logits.device)
 
