@@ -44,7 +44,7 @@ def language_groups(design: Design) -> list[tuple[np.ndarray, np.ndarray, int]]:
     if "delta" not in design.blocks:
         return []
     delta, gamma = design.blocks["delta"], design.blocks["gamma"]
-    free_of = _free_index(design)
+    free_of = design.free_index().numpy()
     read = np.unique(design.local_index[:, design.columns.index("delta")].numpy())
 
     groups = []
@@ -59,19 +59,12 @@ def language_groups(design: Design) -> list[tuple[np.ndarray, np.ndarray, int]]:
 
 def prompt_groups(design: Design) -> tuple[np.ndarray, np.ndarray]:
     """Return the free positions of theta and beta, and of the betas that some cell reads."""
-    free_of = _free_index(design)
+    free_of = design.free_index().numpy()
     theta, beta = design.blocks["theta"], design.blocks["beta"]
     shifted = free_of[np.r_[theta.offset:theta.offset + theta.size, beta.offset:beta.offset + beta.size]]
     read = np.unique(design.local_index[:, design.columns.index("beta")].numpy())
     with_cells = free_of[read]
     return shifted[shifted >= 0], with_cells[with_cells >= 0]
-
-
-def _free_index(design: Design) -> np.ndarray:
-    """Return, for each position of the full parameter vector, its position in the free vector (-1 if fixed)."""
-    free_of = np.full(design.size, -1)
-    free_of[design.free_positions.numpy()] = np.arange(design.free_count)
-    return free_of
 
 
 def centre_estimates(design: Design, free: torch.Tensor) -> torch.Tensor:

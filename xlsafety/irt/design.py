@@ -147,6 +147,12 @@ class Design:
                 mask[block.offset:block.offset + block.size] = True
         return mask[self.free_positions]
 
+    def free_index(self) -> torch.Tensor:
+        """Return, for each position of the full parameter vector, its position in the free vector (-1 if fixed)."""
+        index = torch.full((self.size,), -1, dtype=torch.long)
+        index[self.free_positions] = torch.arange(self.free_count)
+        return index
+
     def set_scale_count(self, count: float) -> None:
         """Make the scale term count * mean(log a) rather than K * mean(log a) (see scale.py)."""
         if self.has_scale_orbit:

@@ -133,9 +133,7 @@ class _Partition:
         self.kept_columns = [position for position in range(len(design.columns))
                              if position not in self.pair_columns]
 
-        free_of = torch.full((design.size,), -1, dtype=torch.long)
-        free_of[design.free_positions] = torch.arange(design.free_count)
-        self.free_of = free_of
+        self.free_of = design.free_index()
 
         per_pair = torch.zeros(design.size, dtype=torch.bool)
         for block in design.blocks.values():
@@ -152,7 +150,7 @@ class _Partition:
         self.slot_of = torch.full((design.free_count,), -1, dtype=torch.long)
         self.slot_free = torch.zeros(design.pairs, len(self.pair_columns), dtype=torch.bool)
         for slot, column in enumerate(self.pair_columns):
-            free = free_of[design.local_index[:, column]]
+            free = self.free_of[design.local_index[:, column]]
             read = free >= 0
             self.pair_of[free[read]] = design.pair[read]
             self.slot_of[free[read]] = slot

@@ -77,17 +77,14 @@ def refine_scale(objective: Objective, free: torch.Tensor, gradient_tolerance: f
     previous = design.scale_weight.clone()
     design.set_scale_count(count)
 
-    def newton(gradient):
-        return hessian.unwhiten(hessian.whiten_gradient(gradient))
-
     in_alpha = design.scale_weight != 0
-    shift = -newton(design.scale_weight - previous)[in_alpha].mean()
+    shift = -hessian.solve(design.scale_weight - previous)[in_alpha].mean()
     moved = _along_orbit(design, free, shift)
 
     gradient = objective.value_and_gradient(moved)[1]
     steps = 0
     while gradient.abs().max().item() > gradient_tolerance and steps < NEWTON_STEPS:
-        moved = moved - newton(gradient)
+        moved = moved - hessian.solve(gradient)
         gradient = objective.value_and_gradient(moved)[1]
         steps += 1
     record = {"free_locations": design.free_locations, "effective_locations": round(count, 3),
