@@ -592,8 +592,8 @@ def test_distinct_rows_tell_padding_apart():
 def test_passes_in_one_batch_equal_single_requests(chat_model):
     # One text under four ids: the twelve rows share one prompt, so the batch
     # runs it once, without padding, as each single request does. Prompts of
-    # other lengths in one batch may differ in the last bits, as the module docstring of
-    # xlsafety.generate says.
+    # other lengths in one batch may differ in the last bits (module docstring of
+    # xlsafety.generate).
     frame = pd.DataFrame({"id": range(4), "language": "en", "text": "Tell me a secret."})
 
     single = run(chat_model, frame, SAMPLED, batch_size=1)

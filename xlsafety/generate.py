@@ -112,7 +112,7 @@ def make_token_chooser(seeds: list[int], decoding: Decoding):
 
     if decoding.greedy:
         def choose_greedy(logits, active: list[int]):
-            _check_finite(logits)
+            _check_row_maxima(logits.amax(dim=-1))
             return logits.argmax(dim=-1)
 
         return choose_greedy
@@ -121,25 +121,27 @@ def make_token_chooser(seeds: list[int], decoding: Decoding):
     generators = [torch.Generator().manual_seed(seed) for seed in seeds]
 
     def choose(logits, active: list[int]):
-        _check_finite(logits)
-        # Scaled after subtracting each row's maximum, so that a tiny temperature gives -inf, never inf - inf.
         scores = logits.float().cpu()
-        probabilities = torch.softmax((scores - scores.amax(dim=-1, keepdim=True)) / decoding.temperature, dim=-1)
+        maxima = scores.amax(dim=-1, keepdim=True)
+        _check_row_maxima(maxima)
+        # Scaled after subtracting each row's maximum, so that a tiny temperature gives -inf, never inf - inf.
+        probabilities = torch.softmax((scores - maxima) / decoding.temperature, dim=-1)
         uniforms = torch.cat([torch.rand(1, generator=generators[row], dtype=torch.float64) for row in active])
         return sample_tokens(probabilities, uniforms, decoding.top_p).to(logits.device)
 
     return choose
 
 
-def _check_finite(logits) -> None:
-    """Raise ModelError when a row's logits contain NaN or +inf, or are all -inf, which no token choice can use.
+def _check_row_maxima(maxima) -> None:
+    """Raise ModelError when a row of logits, given by its maximum, contains NaN or +inf or is all -inf.
 
-    Single -inf logits stay allowed, because some models mask tokens that way.
+    No token choice can use such a row. Single -inf logits stay allowed,
+    because some models mask tokens that way.
     """
     import torch
 
     # The maximum of a row is NaN when the row contains a NaN.
-    if not bool(torch.isfinite(logits.amax(dim=-1)).all()):
+    if not bool(torch.isfinite(maxima).all()):
         raise ModelError(
             "the model produced NaN or infinite logits. In float16 or bfloat16 this is often an overflow: "
             "try generation.dtype: float32, and check that the model's weights loaded correctly"

@@ -311,12 +311,12 @@ class RubricJudge:
         pending = list(dict.fromkeys(text for text in texts if (language, text) not in saved))
         for start in range(0, len(pending), self.translation_batch_size):
             batch = pending[start : start + self.translation_batch_size]
-            translated = self.translator.translate(batch, direction)
-            saved.update({(language, text): translation for text, translation in zip(batch, translated, strict=True)})
+            finished = list(zip(batch, self.translator.translate(batch, direction), strict=True))
+            saved.update({(language, text): translation for text, translation in finished})
             if self.translation_checkpoint is not None:
                 self.translation_checkpoint.append(
                     [{"language": language, "source": text, "translation": translation}
-                     for text, translation in zip(batch, translated)]
+                     for text, translation in finished]
                 )
         log.info("%s: translated %d distinct %s responses into English (%d saved by an earlier attempt)",
                  self.name, len(pending), language, len(set(texts)) - len(pending))
