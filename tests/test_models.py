@@ -134,3 +134,35 @@ def test_prepared_embedded_model_is_safetensors(tmp_path, monkeypatch):
     assert (tmp_path / "prepared" / "model.safetensors").exists()
     assert not list((tmp_path / "prepared").rglob("*.gguf"))
     assert sum(parameter.numel() for parameter in model.parameters()) > 100_000_000
+    assert "quantization_config" not in json.loads((tmp_path / "prepared" / "config.json").read_text())
+    assert getattr(model, "hf_quantizer", None) is None
+
+
+def test_old_checkpoint_loads_without_quantizer(tmp_path, tiny_chat_model):
+    """A checkpoint whose config still names its GGUF file loads as the plain dense model it is."""
+    from xlsafety.generate import load_prepared_model
+
+    prepare_model(str(tiny_chat_model), tmp_path / "prepared")
+    config_path = tmp_path / "prepared" / "config.json"
+    config = json.loads(config_path.read_text())
+    config["quantization_config"] = {"quant_method": "gguf", "gguf_file": "model.gguf", "dequantize": False}
+    config_path.write_text(json.dumps(config))
+
+    model, _ = load_prepared_model(str(tmp_path / "prepared"), threads=1)
+
+    assert getattr(model, "hf_quantizer", None) is None
+    assert not hasattr(model.config, "quantization_config")
+
+
+def test_only_gguf_quantization_is_dropped():
+    from transformers import LlamaConfig
+
+    from xlsafety.models import drop_gguf_quantization
+
+    gguf = LlamaConfig(quantization_config={"quant_method": "gguf", "gguf_file": "model.gguf"})
+    other = LlamaConfig(quantization_config={"quant_method": "bitsandbytes", "load_in_8bit": True})
+    drop_gguf_quantization(gguf)
+    drop_gguf_quantization(other)
+
+    assert not hasattr(gguf, "quantization_config")
+    assert other.quantization_config["quant_method"] == "bitsandbytes"

@@ -276,9 +276,10 @@ def load_prepared_model(model_dir: str, threads: int, device: str = "cpu", dtype
     values, `auto` included (`xlsafety.backends.hardware`).
     """
     import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer
 
     from xlsafety.backends.hardware import select_device, select_dtype
+    from xlsafety.models import drop_gguf_quantization
 
     torch.set_num_threads(threads)
     device = select_device(device)
@@ -286,7 +287,11 @@ def load_prepared_model(model_dir: str, threads: int, device: str = "cpu", dtype
     tokenizer.padding_side = "left"
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.eos_token
-    model = AutoModelForCausalLM.from_pretrained(model_dir, dtype=select_dtype(dtype, device)).to(device)
+    # Checkpoints prepared by earlier versions still name the GGUF file they came from.
+    config = AutoConfig.from_pretrained(model_dir)
+    drop_gguf_quantization(config)
+    model = AutoModelForCausalLM.from_pretrained(model_dir, config=config, dtype=select_dtype(dtype, device))
+    model = model.to(device)
     model.eval()
     log.info("loaded %s on %s in %s", model_dir, device, model.dtype)
     return model, tokenizer

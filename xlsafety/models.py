@@ -174,12 +174,27 @@ def _load_and_save(source: str, scratch: Path, staging: Path) -> dict:
     rebuilt = AutoModelForCausalLM.from_config(loaded.config, dtype=torch.float32)
     rebuilt.load_state_dict(loaded.state_dict())
     rebuilt.generation_config = loaded.generation_config
+    drop_gguf_quantization(rebuilt.config)
     rebuilt.save_pretrained(staging)
     tokenizer.save_pretrained(staging)
 
     identity["architecture"] = identity["architecture"] or loaded.config.model_type
     identity["has_chat_template"] = bool(getattr(tokenizer, "chat_template", None))
     return identity
+
+
+def drop_gguf_quantization(config) -> None:
+    """Remove a GGUF `quantization_config` from a model config whose weights are already dequantised.
+
+    A model loaded from a GGUF file keeps the file's quantization settings in
+    its config. Saved with the dense weights, they would make every later load
+    set up transformers' GGUF quantizer for a checkpoint that holds no GGUF
+    blocks.
+    """
+    settings = getattr(config, "quantization_config", None)
+    method = settings.get("quant_method") if isinstance(settings, dict) else getattr(settings, "quant_method", None)
+    if str(method).lower().endswith("gguf"):
+        del config.quantization_config
 
 
 def read_identity(model_dir: str | Path) -> dict:
