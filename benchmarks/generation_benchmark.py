@@ -14,14 +14,18 @@ Every completion is forced to exactly --new-tokens tokens (no stop ids), so
 all methods do the same work. Decoding is greedy. With --passes N every
 prompt is sampled N times (temperature 0.7, top-p 0.9, the study's `standard`
 variant) by every method. --dtype bfloat16 runs every method, and the matmul
-of the limit, in bfloat16. The matmul is measured at the start and at the
-end, because other processes on a shared machine change the rate during the
-run. Compare ratios within one run. The script also times the load of the
-prepared checkpoint, and of the GGUF file it was prepared from (--gguf-load).
+of the limit, in bfloat16, and also prints each rate's share of the float32
+limit, the common reference of both dtypes. The matmul is measured at the
+start and at the end, because other processes on a shared machine change the
+rate during the run. Compare ratios within one run. The script also times the
+load of the prepared checkpoint, and of the GGUF file it was prepared from
+(--gguf-load). --breakdown reruns ours with timers on matrix products and
+attention, and prints the rate those two alone would allow.
 
     .venv/bin/python benchmarks/generation_benchmark.py                    # the full run (about 15 min on 2 cores)
     .venv/bin/python benchmarks/generation_benchmark.py --naive-prompts 8  # naive loop on 8 prompts only
     .venv/bin/python benchmarks/generation_benchmark.py --passes 2         # 2 sampled passes per prompt
+    .venv/bin/python benchmarks/generation_benchmark.py --breakdown        # also time matmul and attention
 """
 
 import argparse
@@ -76,6 +80,8 @@ def parse_arguments() -> argparse.Namespace:
                         help="prompts of the one-at-a-time loop (its rate does not depend on the count); 0: all")
     parser.add_argument("--matmul-size", type=int, default=4096, help="side of the square fp32 matmul")
     parser.add_argument("--gguf-load", action="store_true", help="also time loading the GGUF file")
+    parser.add_argument("--breakdown", action="store_true",
+                        help="rerun ours at the first batch size with timers on matrix products and attention")
     return parser.parse_args()
 
 
@@ -142,6 +148,11 @@ def run(arguments: argparse.Namespace, model, tokenizer) -> None:
     print(f"{len(prompts)} prompts x {passes} pass(es) x {arguments.new_tokens} new tokens; "
           f"{parameters / 1e6:.1f} M parameters")
     print(f"matmul {gflops_before:.0f} GFLOP/s -> limit {limit:.0f} tokens/s")
+    # The float32 limit is the common reference of every dtype, so a bfloat16 run measures it too.
+    float32_limit = None
+    if arguments.dtype != "float32":
+        float32_limit = matmul_gflops(arguments.matmul_size, "float32") * 1e9 / (2 * parameters)
+        print(f"float32 matmul -> float32 limit {float32_limit:.0f} tokens/s")
 
     # The first forward passes of a process allocate buffers and thread pools; keep them out of the timings.
     ours(model, tokenizer, prompts.head(8), 4, 8, passes)
@@ -163,17 +174,70 @@ def run(arguments: argparse.Namespace, model, tokenizer) -> None:
 
     gflops_after = matmul_gflops(arguments.matmul_size, arguments.dtype)
     print(f"matmul at the end {gflops_after:.0f} GFLOP/s -> limit {gflops_after * 1e9 / (2 * parameters):.0f} tokens/s")
+    if float32_limit is not None:
+        float32_after = matmul_gflops(arguments.matmul_size, "float32") * 1e9 / (2 * parameters)
+        print(f"float32 matmul at the end -> float32 limit {float32_after:.0f} tokens/s")
     print()
-    print("| method | tokens/s | x naive | share of limit |")
-    print("|---|---|---|---|")
-    for name, rate in results.items():
-        print(f"| {name} | {rate:.1f} | {rate / naive_rate:.1f} | {rate / limit:.2f} |")
+    print_table(results, naive_rate, limit, float32_limit)
+    if arguments.breakdown:
+        batch_size = int(arguments.batch_sizes.split(",")[0])
+        print_breakdown(model, tokenizer, prompts, arguments.new_tokens, batch_size, passes, naive_rate)
     if passes > 1:
         # Sampled rows draw from other random streams in each method, so their texts differ.
         return
     for batch_size, batched in texts.items():
         same = sum(a == b for a, b in zip(batched[:naive_count], naive_texts))
         print(f"ours, batch {batch_size}: {same}/{naive_count} texts equal to the one-at-a-time loop")
+
+
+def print_table(results: dict[str, float], naive_rate: float, limit: float, float32_limit: float | None) -> None:
+    """Print each method's rate against the naive loop and the limit (and the float32 limit, when measured)."""
+    extra = " share of the float32 limit |" if float32_limit else ""
+    print(f"| method | tokens/s | x naive | share of limit |{extra}")
+    print("|---|---|---|---|" + ("---|" if float32_limit else ""))
+    for name, rate in results.items():
+        extra = f" {rate / float32_limit:.2f} |" if float32_limit else ""
+        print(f"| {name} | {rate:.1f} | {rate / naive_rate:.1f} | {rate / limit:.2f} |{extra}")
+
+
+def print_breakdown(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, batch_size: int, passes: int,
+                    naive_rate: float) -> None:
+    """Rerun ours with timers on torch's linear and attention functions, and print the rate they alone allow.
+
+    Every matrix product of the model runs in `linear` and all attention in
+    `scaled_dot_product_attention`, so the rate computed from their time is
+    what this implementation could reach if everything else took no time.
+    The timers add a little time of their own to the total.
+    """
+    import torch.nn.functional as functional
+
+    spent = {"linear": 0.0, "scaled_dot_product_attention": 0.0}
+    originals = {name: getattr(functional, name) for name in spent}
+
+    def timed(name):
+        def call(*args, **kwargs):
+            started = time.perf_counter()
+            try:
+                return originals[name](*args, **kwargs)
+            finally:
+                spent[name] += time.perf_counter() - started
+        return call
+
+    for name in spent:
+        setattr(functional, name, timed(name))
+    try:
+        started = time.perf_counter()
+        rate, _ = ours(model, tokenizer, prompts, new_tokens, batch_size, passes)
+        total = time.perf_counter() - started
+    finally:
+        for name, function in originals.items():
+            setattr(functional, name, function)
+
+    tokens = rate * total
+    kernels = spent["linear"] + spent["scaled_dot_product_attention"]
+    print(f"breakdown, ours at batch {batch_size}: {total:.1f} s in all, {spent['linear']:.1f} s in matrix products, "
+          f"{spent['scaled_dot_product_attention']:.1f} s in attention, {total - kernels:.1f} s in the rest")
+    print(f"with the rest at no cost: {tokens / kernels:.1f} tokens/s, {tokens / kernels / naive_rate:.1f} x naive")
 
 
 def ours(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, batch_size: int,
