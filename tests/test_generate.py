@@ -222,6 +222,20 @@ def test_masked_logits_accepted(decoding):
     assert tokens[1] != 0
 
 
+def test_greedy_takes_first_tied_maximum():
+    import torch
+
+    from xlsafety.generate import make_token_chooser
+
+    choose = make_token_chooser([1, 2, 3], GREEDY)
+    logits = torch.tensor([[1.0, 3.0, 3.0, 0.0], [2.0, 0.0, 0.0, 2.0], [0.0, 0.0, 0.0, 0.0]])
+    wide = torch.randn(64, 49152)
+    wide[:, 1000] = wide.amax(dim=-1)
+
+    assert choose(logits, [0, 1, 2]).tolist() == [1, 0, 0]
+    assert torch.equal(choose(wide, list(range(64))), wide.argmax(dim=-1))
+
+
 @pytest.mark.parametrize("temperature", [1e-3, 1e-38, 1e-45])
 def test_tiny_temperature_takes_argmax(temperature):
     import torch
