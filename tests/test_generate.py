@@ -147,7 +147,7 @@ def test_top_p_keeps_smallest_nucleus():
     assert nucleus[1].tolist() == pytest.approx([0.8, 0.0, 0.0, 0.0])
 
 
-def draw_shares(probabilities, top_p: float, candidates: int, draws: int = 1000) -> list[float]:
+def draw_shares(probabilities, top_p: float, candidates: tuple[int, ...], draws: int = 1000) -> list[float]:
     """Return each token's share of `draws` samples at evenly spaced uniform numbers."""
     import torch
 
@@ -165,7 +165,7 @@ def test_sampled_shares_follow_nucleus():
     # Unsorted on purpose: the nucleus is tokens 3 and 1.
     probabilities = torch.tensor([[0.05, 0.3, 0.15, 0.5]])
 
-    shares = draw_shares(probabilities, 0.8, candidates=2)
+    shares = draw_shares(probabilities, 0.8, candidates=(2,))
 
     assert shares == pytest.approx([0.0, 0.3 / 0.8, 0.0, 0.5 / 0.8], abs=2e-3)
 
@@ -176,7 +176,7 @@ def test_sampling_falls_back_to_full_sort():
     # Two candidates hold 0.25 of the mass, so the nucleus of 0.5 needs a full sort.
     probabilities = torch.full((1, 8), 1 / 8)
 
-    shares = draw_shares(probabilities, 0.5, candidates=2)
+    shares = draw_shares(probabilities, 0.5, candidates=(2,))
 
     assert sum(share > 0 for share in shares) == 4
     assert sum(shares) == pytest.approx(1.0)
@@ -187,7 +187,7 @@ def test_sampling_without_top_p_uses_every_token():
 
     probabilities = torch.tensor([[0.1, 0.0, 0.6, 0.3]])
 
-    shares = draw_shares(probabilities, 1.0, candidates=2)
+    shares = draw_shares(probabilities, 1.0, candidates=(2,))
 
     assert shares == pytest.approx([0.1, 0.0, 0.6, 0.3], abs=2e-3)
 
@@ -256,11 +256,51 @@ def test_sampling_mixes_narrow_and_wide_rows():
     probabilities = torch.tensor([[0.0, 0.0, 0.1, 0.9], [0.25, 0.25, 0.25, 0.25]])
     uniforms = torch.tensor([0.5, 0.9], dtype=torch.float64)
 
-    tokens = sample_tokens(probabilities, uniforms, 0.6, candidates=1)
+    tokens = sample_tokens(probabilities, uniforms, 0.6, candidates=(1,))
 
     # Row 0's nucleus is token 3. Row 1's is the first three tokens of a stable full sort.
     assert tokens[0] == 3
     assert tokens[1] in (0, 1, 2)
+
+
+def test_sampling_widens_candidates_per_row():
+    import torch
+
+    # One candidate covers row 0, two cover row 1, and row 2 needs the full sort.
+    probabilities = torch.tensor([[0.0, 0.0, 0.05, 0.95], [0.0, 0.5, 0.0, 0.5], [0.25, 0.25, 0.25, 0.25]])
+    draws = 1000
+    uniforms = ((torch.arange(draws, dtype=torch.float64) + 0.5) / draws).repeat(3)
+    rows = probabilities.repeat_interleave(draws, dim=0)
+
+    from xlsafety.generate import sample_tokens
+
+    tokens = sample_tokens(rows, uniforms, 0.9, candidates=(1, 2)).view(3, draws)
+    shares = [(torch.bincount(row, minlength=4) / draws).tolist() for row in tokens]
+
+    assert shares[0] == pytest.approx([0.0, 0.0, 0.0, 1.0])
+    assert shares[1] == pytest.approx([0.0, 0.5, 0.0, 0.5], abs=2e-3)
+    assert shares[2] == pytest.approx([0.25, 0.25, 0.25, 0.25], abs=2e-3)
+
+
+def test_candidate_counts_draw_same_tokens():
+    import torch
+
+    from xlsafety.generate import sample_tokens
+
+    generator = torch.Generator().manual_seed(3)
+    # Sharper rows further down, so that each count covers some rows and the full sort takes the rest.
+    logits = torch.randn(64, 5000, generator=generator) * torch.linspace(1.5, 5.0, 64)[:, None]
+    probabilities = torch.softmax(logits, dim=-1)
+    uniforms = torch.rand(64, generator=generator, dtype=torch.float64)
+    covered = [int((torch.topk(probabilities, count).values.sum(dim=-1) >= 0.9).sum()) for count in (8, 64, 512)]
+
+    tiered = sample_tokens(probabilities, uniforms, 0.9, candidates=(8, 64, 512))
+    single = sample_tokens(probabilities, uniforms, 0.9, candidates=(512,))
+    sorted_only = sample_tokens(probabilities, uniforms, 0.9, candidates=())
+
+    assert 0 < covered[0] < covered[1] < covered[2] < 64
+    assert torch.equal(tiered, single)
+    assert torch.equal(tiered, sorted_only)
 
 
 def tiny_batch(tokenizer, texts):

@@ -151,16 +151,16 @@ def _check_row_maxima(maxima) -> None:
         )
 
 
-def sample_tokens(probabilities, uniforms, top_p: float, candidates: int = 512):
+def sample_tokens(probabilities, uniforms, top_p: float, candidates: tuple[int, ...] = (64, 512)):
     """Return, for each row, the token where its cumulative distribution first exceeds `uniforms` x its total.
 
     The distribution is summed in token-id order, so two tokens whose
     probabilities swap places through a rounding difference (another batch,
     other padding) still give the same draw. With top-p, the nucleus (the
     smallest set of most likely tokens whose mass reaches top_p) is looked
-    for among each row's `candidates` most likely tokens, and only a row
-    whose candidates hold less mass is sorted in full. Sorting a 262k-token
-    vocabulary for every row at every step is slow on a CPU. The draw is
+    for among each row's most likely tokens, first the `candidates[0]` most
+    likely, then more for the rows whose candidates hold less mass, and only
+    the rows that none of the counts cover are sorted in full. The draw is
     exact either way.
     """
     import torch
@@ -168,22 +168,31 @@ def sample_tokens(probabilities, uniforms, top_p: float, candidates: int = 512):
     if top_p >= 1.0:
         return _invert(probabilities, uniforms)
 
-    count = min(candidates, probabilities.shape[-1])
-    ordered, order = torch.topk(probabilities, count, dim=-1)
-    wide = ordered.sum(dim=-1) < top_p
-    narrow = ~wide
     tokens = torch.empty(len(probabilities), dtype=torch.long)
+    pending = torch.arange(len(probabilities))
+    for count in candidates:
+        # The first count covers every row, so it reads `probabilities` without copying it.
+        rows = probabilities if len(pending) == len(probabilities) else probabilities[pending]
+        ordered, order = torch.topk(rows, min(count, probabilities.shape[-1]), dim=-1)
+        covered = ordered.sum(dim=-1) >= top_p
+        tokens[pending[covered]] = _draw_from_candidates(ordered[covered], order[covered], uniforms[pending[covered]],
+                                                         top_p)
+        pending = pending[~covered]
+        if not len(pending):
+            return tokens
 
-    # The candidates are put back in token-id order before the draw.
-    ids, positions = order[narrow].sort(dim=-1)
-    nucleus = _nucleus(ordered[narrow], top_p).gather(-1, positions)
-    tokens[narrow] = ids.gather(-1, _invert(nucleus, uniforms[narrow])[:, None])[:, 0]
-
-    if wide.any():
-        ordered, order = torch.sort(probabilities[wide], descending=True, dim=-1)
-        nucleus = torch.zeros_like(ordered).scatter(-1, order, _nucleus(ordered, top_p))
-        tokens[wide] = _invert(nucleus, uniforms[wide])
+    ordered, order = torch.sort(probabilities[pending], descending=True, dim=-1)
+    nucleus = torch.zeros_like(ordered).scatter(-1, order, _nucleus(ordered, top_p))
+    tokens[pending] = _invert(nucleus, uniforms[pending])
     return tokens
+
+
+def _draw_from_candidates(ordered, order, uniforms, top_p: float):
+    """Draw from the nucleus inside each row's candidates (probabilities `ordered`, token ids `order`)."""
+    # The candidates are put back in token-id order before the draw.
+    ids, positions = order.sort(dim=-1)
+    nucleus = _nucleus(ordered, top_p).gather(-1, positions)
+    return ids.gather(-1, _invert(nucleus, uniforms)[:, None])[:, 0]
 
 
 def _nucleus(ordered, top_p: float):
