@@ -63,9 +63,14 @@ def main() -> None:
         run(arguments, model, tokenizer)
 
 
+class HelpFormatter(argparse.RawDescriptionHelpFormatter, argparse.ArgumentDefaultsHelpFormatter):
+    """Keeps the description's layout and shows each option's default."""
+
+
 def parse_arguments() -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model-dir", help="a prepared SmolLM2 folder; default: prepare one in a temporary folder")
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=HelpFormatter)
+    parser.add_argument("--model-dir",
+                        help="a prepared SmolLM2 folder; without it, one is prepared in a temporary folder")
     parser.add_argument("--prompts", type=int, default=192,
                         help="prompts per method (at most 200); the backend sorts them by length into batches")
     parser.add_argument("--new-tokens", type=int, default=64, help="tokens generated per prompt")
@@ -78,7 +83,8 @@ def parse_arguments() -> argparse.Namespace:
     parser.add_argument("--hf-batch-size", type=int, default=16, help="batch size of the `generate` baseline; 0 skips it")
     parser.add_argument("--naive-prompts", type=int, default=0,
                         help="prompts of the one-at-a-time loop (its rate does not depend on the count); 0: all")
-    parser.add_argument("--matmul-size", type=int, default=4096, help="side of the square fp32 matmul")
+    parser.add_argument("--matmul-size", type=int, default=4096,
+                        help="side of the square matmul of the limit, in --dtype (and in float32 as well)")
     parser.add_argument("--gguf-load", action="store_true", help="also time loading the GGUF file")
     parser.add_argument("--breakdown", action="store_true",
                         help="rerun ours at the first batch size with timers on matrix products and attention")

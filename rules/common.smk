@@ -12,9 +12,11 @@ from xlsafety.dataset import (
     MULTIJAIL_SHA256,
     MULTIJAIL_URL,
 )
+from xlsafety.errors import ConfigError
 from xlsafety.study import (
     check_study,
     coerce_command_line_values,
+    config_origin,
     configurations,
     fill_defaults,
     validate_config,
@@ -25,15 +27,22 @@ from xlsafety.translate.settings import is_translated
 SCHEMA = Path(workflow.basedir) / "config" / "schema" / "config.schema.yaml"
 SCHEMA_CONTENT = yaml.safe_load(SCHEMA.read_text())
 
-coerce_command_line_values(config, SCHEMA_CONTENT)
-# Lists every invalid key by its path; snakemake's validate() below then fills the defaults.
-validate_config(config, SCHEMA_CONTENT)
-validate(config, str(SCHEMA))
-fill_defaults(config, SCHEMA_CONTENT)
-# Simulated or imported data (config key source) bring their own configurations,
-# judge and, for imported files, languages; the file is read here, at parse time.
-SOURCE = prepare_source(config)
-check_study(config)
+try:
+    coerce_command_line_values(config, SCHEMA_CONTENT)
+    # Lists every invalid key by its path; snakemake's validate() below then fills the defaults.
+    validate_config(config, SCHEMA_CONTENT)
+    validate(config, str(SCHEMA))
+    fill_defaults(config, SCHEMA_CONTENT)
+    # Simulated or imported data (config key source) bring their own configurations,
+    # judge and, for imported files, languages; the file is read here, at parse time.
+    SOURCE = prepare_source(config)
+    check_study(config)
+except ConfigError as error:
+    # Snakemake names this file as the error's place, so the message names the config itself.
+    origin = config_origin(
+        workflow.configfiles, dict(getattr(workflow.config_settings, "config", {}))
+    )
+    raise ConfigError(f"{origin}: {error}") from None
 
 GENERATED = SOURCE.kind == GENERATE
 CONFIGURATIONS = configurations(config) if GENERATED else SOURCE.configurations

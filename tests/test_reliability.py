@@ -235,6 +235,11 @@ decoding:
         ("configurations: [{model: absent, decoding: greedy}]",
          "config key configurations[0].model: model 'absent' is not defined under models"),
         ("models: {chat: {source: embedded:gemma3-270m}}", "config key models.chat.prompt_format"),
+        ("models: {chat: {source: /nowhere/model.gguf}}",
+         "config key models.chat.source: '/nowhere/model.gguf' not found"),
+        ("generation: {batch_size: lots}",
+         "config key generation.batch_size: 'lots' is not a valid value (Requests decoded together by a local model: "
+         "a positive integer or auto."),
         ("models: {api: {backend: openai, model: m, base_url: 'http://127.0.0.1:9/v1', api_key_env: ABSENT_KEY_VAR}}",
          "models.api.api_key_env: the environment variable 'ABSENT_KEY_VAR'"),
     ],
@@ -246,6 +251,7 @@ def test_bad_config_fails_dry_run(tmp_path, extra, message):
 
     assert result.returncode != 0
     assert message in result.stdout + result.stderr
+    assert f"config file {config}: " in result.stdout + result.stderr
     assert not (tmp_path / "work" / "results").exists()
 
 

@@ -1,3 +1,4 @@
+import re
 from pathlib import Path
 
 import pytest
@@ -131,6 +132,32 @@ def test_unknown_embedded_model_rejected():
 
     with pytest.raises(ConfigError, match=r"models\.chat-model\.source: unknown embedded model 'gpt-9'"):
         check_study(config)
+
+
+@pytest.mark.parametrize("source", ["/nowhere/model.gguf", "models/absent.gguf", "./absent-checkpoint", "~/absent"])
+def test_missing_local_model_rejected(source):
+    config = study()
+    config["models"]["chat-model"]["source"] = source
+
+    with pytest.raises(ConfigError, match=rf"models\.chat-model\.source: '{re.escape(source)}' not found"):
+        check_study(config)
+
+
+def test_hub_model_id_accepted():
+    config = study()
+    config["models"]["chat-model"]["source"] = "HuggingFaceTB/SmolLM2-135M-Instruct"
+
+    check_study(config)
+
+
+def test_config_origin_names_files_and_overrides():
+    from xlsafety.study import config_origin
+
+    assert config_origin(["config/config.yaml"], {}) == "config file config/config.yaml"
+    assert config_origin(["a.yaml", "b.yaml"], {"seed": 3, "languages": ["en"]}) == (
+        "config file a.yaml, b.yaml with --config languages, seed"
+    )
+    assert config_origin([], {"seed": 3}) == "no config file with --config seed"
 
 
 def test_command_line_strings_get_schema_types():

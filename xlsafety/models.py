@@ -152,7 +152,7 @@ def _load_and_save(source: str, scratch: Path, staging: Path) -> dict:
     if gguf_path is None and source.endswith(".gguf"):
         gguf_path = Path(source)
         if not gguf_path.exists():
-            raise ModelError(f"model file {gguf_path} not found")
+            raise ModelError(f"model file {gguf_path} not found (relative paths start at the working directory)")
 
     identity = {"source": source, "sha256": None, "architecture": None}
     if gguf_path is not None:

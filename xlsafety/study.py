@@ -130,6 +130,8 @@ def _check_prompt_format(name: str, model: dict) -> None:
         embedded = embedded_model(model["source"])
     except ModelError as error:
         raise ConfigError(f"config key models.{name}.source: {error}") from error
+    if embedded is None:
+        check_local_model_source(name, model["source"])
     has_template = embedded.has_chat_template if embedded is not None else local_chat_template(model["source"])
     if model["prompt_format"] == "chat" and has_template is False:
         described = embedded.description if embedded is not None else model["source"]
@@ -144,6 +146,32 @@ def _check_prompt_format(name: str, model: dict) -> None:
             f"config key models.{name}.raw_template: {model['raw_template']!r} has no "
             "'{prompt}' placeholder for the prompt text"
         )
+
+
+def check_local_model_source(name: str, source: str) -> None:
+    """Raise ConfigError when a model source written as a local path does not exist.
+
+    A GGUF file name, or a path that starts with `/`, `.` or `~`, can only be
+    local. Any other missing source may be a hub id such as
+    `HuggingFaceTB/SmolLM2-135M-Instruct`, which the model's preparation job
+    downloads.
+    """
+    looks_local = source.endswith(".gguf") or source.startswith(("/", ".", "~"))
+    path = Path(source).expanduser()
+    if looks_local and not path.exists():
+        raise ConfigError(
+            f"config key models.{name}.source: {source!r} not found (relative paths start at the "
+            "working directory); give the path of a GGUF file or a checkpoint folder, a hub id, "
+            "or an embedded model such as 'embedded:smollm2-135m-instruct'"
+        )
+
+
+def config_origin(files: list, command_line: dict | None) -> str:
+    """Name the config files, and any --config values, that a config error comes from."""
+    origin = f"config file {', '.join(str(path) for path in files)}" if files else "no config file"
+    if command_line:
+        origin += f" with --config {', '.join(sorted(command_line))}"
+    return origin
 
 
 def local_chat_template(source: str) -> bool | None:
@@ -220,7 +248,12 @@ def _schema_error_line(error) -> str:
         return _unknown_keys_line(path, error)
 
     description = error.schema.get("description") if isinstance(error.schema, dict) else None
-    line = f"config key {path}: {error.message}"
+    message = error.message
+    if error.validator in ("oneOf", "anyOf"):
+        # jsonschema's message here is "is not valid under any of the given schemas", and the
+        # description names the valid values.
+        message = f"{error.instance!r} is not a valid value"
+    line = f"config key {path}: {message}"
     return f"{line} ({' '.join(description.split())})" if description else line
 
 
