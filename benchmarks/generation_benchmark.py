@@ -210,27 +210,32 @@ def print_breakdown(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, ba
                     naive_rate: float) -> None:
     """Rerun ours with timers on torch's linear and attention functions, and print the rate they alone allow.
 
-    Every matrix product of the model runs in `linear` and all attention in
-    `scaled_dot_product_attention`, so the rate computed from their time is
-    what this implementation could reach if everything else took no time.
-    The timers add a little time of their own to the total.
+    Every matrix product of the model runs in `linear` (or in a packed
+    bfloat16 layer) and all attention in `scaled_dot_product_attention`, so
+    the rate computed from their time is what this implementation could
+    reach if everything else took no time. The timers add a little time of
+    their own to the total.
     """
     import torch.nn.functional as functional
 
+    from xlsafety.backends.packed_linear import PackedLinear
+
     spent = {"linear": 0.0, "scaled_dot_product_attention": 0.0}
     originals = {name: getattr(functional, name) for name in spent}
+    packed_forward = PackedLinear.forward
 
-    def timed(name):
+    def timed(name, function):
         def call(*args, **kwargs):
             started = time.perf_counter()
             try:
-                return originals[name](*args, **kwargs)
+                return function(*args, **kwargs)
             finally:
                 spent[name] += time.perf_counter() - started
         return call
 
-    for name in spent:
-        setattr(functional, name, timed(name))
+    for name, function in originals.items():
+        setattr(functional, name, timed(name, function))
+    PackedLinear.forward = timed("linear", packed_forward)
     try:
         started = time.perf_counter()
         rate, _ = ours(model, tokenizer, prompts, new_tokens, batch_size, passes)
@@ -238,6 +243,7 @@ def print_breakdown(model, tokenizer, prompts: pd.DataFrame, new_tokens: int, ba
     finally:
         for name, function in originals.items():
             setattr(functional, name, function)
+        PackedLinear.forward = packed_forward
 
     tokens = rate * total
     kernels = spent["linear"] + spent["scaled_dot_product_attention"]

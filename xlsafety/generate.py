@@ -305,6 +305,10 @@ def load_prepared_model(model_dir: str, threads: int, device: str = "cpu", dtype
     model = AutoModelForCausalLM.from_pretrained(model_dir, config=config, dtype=select_dtype(dtype, device))
     model = model.to(device)
     model.eval()
+    if device == "cpu" and model.dtype == torch.bfloat16:
+        from xlsafety.backends.packed_linear import pack_linear_layers
+
+        pack_linear_layers(model)
     log.info("loaded %s on %s in %s", model_dir, device, model.dtype)
     return model, tokenizer
 
