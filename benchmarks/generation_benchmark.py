@@ -48,7 +48,10 @@ def main() -> None:
     logging.basicConfig(level=logging.WARNING)
 
     import torch
+    from transformers.utils import logging as transformers_logging
 
+    # The weight-loading progress bars would break up the printed results.
+    transformers_logging.disable_progress_bar()
     torch.set_num_threads(arguments.threads)
     with tempfile.TemporaryDirectory() as scratch:
         model_dir = arguments.model_dir or prepare(Path(scratch) / "smollm2")
