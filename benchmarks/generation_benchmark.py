@@ -148,19 +148,24 @@ def matmul_gflops(size: int, dtype: str = "float32", repeats: int = 3) -> float:
     return 2 * size**3 / best / 1e9
 
 
+def limit_rate(gflops: float, parameters: int) -> float:
+    """Return the matmul-bound tokens per second: `gflops` divided by 2 x `parameters` FLOP per token."""
+    return gflops * 1e9 / (2 * parameters)
+
+
 def run(arguments: argparse.Namespace, model, tokenizer) -> None:
     prompts = benchmark_prompts(arguments.prompts)
     parameters = sum(parameter.numel() for parameter in model.parameters())
     passes = arguments.passes
     gflops_before = matmul_gflops(arguments.matmul_size, arguments.dtype)
-    limit = gflops_before * 1e9 / (2 * parameters)
+    limit = limit_rate(gflops_before, parameters)
     print(f"{len(prompts)} prompts x {passes} pass(es) x {arguments.new_tokens} new tokens; "
           f"{parameters / 1e6:.1f} M parameters")
     print(f"matmul {gflops_before:.0f} GFLOP/s -> limit {limit:.0f} tokens/s")
     # The float32 limit is the common reference of every dtype, so a bfloat16 run measures it too.
     float32_limit = None
     if arguments.dtype != "float32":
-        float32_limit = matmul_gflops(arguments.matmul_size, "float32") * 1e9 / (2 * parameters)
+        float32_limit = limit_rate(matmul_gflops(arguments.matmul_size, "float32"), parameters)
         print(f"float32 matmul -> float32 limit {float32_limit:.0f} tokens/s")
 
     # The first forward passes of a process allocate buffers and thread pools; keep them out of the timings.
@@ -182,9 +187,9 @@ def run(arguments: argparse.Namespace, model, tokenizer) -> None:
     results[f"naive, {naive_count} prompts"] = naive_rate
 
     gflops_after = matmul_gflops(arguments.matmul_size, arguments.dtype)
-    print(f"matmul at the end {gflops_after:.0f} GFLOP/s -> limit {gflops_after * 1e9 / (2 * parameters):.0f} tokens/s")
+    print(f"matmul at the end {gflops_after:.0f} GFLOP/s -> limit {limit_rate(gflops_after, parameters):.0f} tokens/s")
     if float32_limit is not None:
-        float32_after = matmul_gflops(arguments.matmul_size, "float32") * 1e9 / (2 * parameters)
+        float32_after = limit_rate(matmul_gflops(arguments.matmul_size, "float32"), parameters)
         print(f"float32 matmul at the end -> float32 limit {float32_after:.0f} tokens/s")
     print()
     print_table(results, naive_rate, limit, float32_limit)

@@ -2,7 +2,7 @@ import logging
 
 from xlsafety.checkpoint import checkpoint_folder, fingerprint_of
 from xlsafety.dataset import sha256_of_file
-from xlsafety.judges import judge_generations, make_judge
+from xlsafety.judges import judge_generations, make_judge, remove_judge_checkpoints
 from xlsafety.judges.calibration import CALIBRATION_JUDGMENTS, calibration_cases, calibration_judgments, load_calibration
 from xlsafety.scripting import run_step
 from xlsafety.tables import write_table
@@ -30,9 +30,7 @@ def main(snakemake):
     judged = calibration_judgments(calibration, judge_generations(judge, generations, prompts))
     write_table(judged, snakemake.output[0], CALIBRATION_JUDGMENTS)
 
-    remove_checkpoints = getattr(getattr(judge, "rubric", judge), "remove_checkpoints", None)
-    if remove_checkpoints is not None:
-        remove_checkpoints()
+    remove_judge_checkpoints(judge)
 
 
 run_step(snakemake, main)

@@ -1,7 +1,7 @@
 import logging
 
 from xlsafety.checkpoint import checkpoint_folder, fingerprint_of
-from xlsafety.judges import judge_generations, make_judge
+from xlsafety.judges import judge_generations, make_judge, remove_judge_checkpoints
 from xlsafety.scripting import run_step
 from xlsafety.tables import GENERATIONS, JUDGMENTS, PROMPTS, check_row_count, read_table, write_table
 
@@ -25,9 +25,7 @@ def main(snakemake):
     judge = make_judge(snakemake.wildcards.judge, [snakemake.wildcards.language], snakemake.config, **resources)
     write_table(judge_generations(judge, generations, prompts), snakemake.output[0], JUDGMENTS)
 
-    remove_checkpoints = getattr(getattr(judge, "rubric", judge), "remove_checkpoints", None)
-    if remove_checkpoints is not None:
-        remove_checkpoints()
+    remove_judge_checkpoints(judge)
 
 
 run_step(snakemake, main)

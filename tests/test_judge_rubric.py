@@ -566,3 +566,19 @@ def test_workflow_local_judge_dry_run(tmp_path):
     assert "rule judge_local:" in output
     assert "results/models/local-judge" in output
     assert "rule judge:" in output
+
+
+def test_checkpoint_removal_reaches_rubric_part():
+    from types import SimpleNamespace
+
+    from xlsafety.judges import JUDGES, remove_judge_checkpoints
+
+    removed = []
+    rubric = SimpleNamespace(remove_checkpoints=lambda: removed.append("rubric"))
+    cascade = SimpleNamespace(rubric=rubric)
+
+    remove_judge_checkpoints(cascade)
+    remove_judge_checkpoints(rubric)
+    remove_judge_checkpoints(JUDGES["refusal"](["en"]))
+
+    assert removed == ["rubric", "rubric"]

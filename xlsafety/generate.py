@@ -175,8 +175,8 @@ def sample_tokens(probabilities, uniforms, top_p: float, candidates: tuple[int, 
         rows = probabilities if len(pending) == len(probabilities) else probabilities[pending]
         ordered, order = torch.topk(rows, min(count, probabilities.shape[-1]), dim=-1)
         covered = ordered.sum(dim=-1) >= top_p
-        tokens[pending[covered]] = _draw_from_candidates(ordered[covered], order[covered], uniforms[pending[covered]],
-                                                         top_p)
+        done = pending[covered]
+        tokens[done] = _draw_from_candidates(ordered[covered], order[covered], uniforms[done], top_p)
         pending = pending[~covered]
         if not len(pending):
             return tokens

@@ -11,7 +11,7 @@ nothing and made single rows slower, so it is used for bfloat16 only.
 NOTE: `torch.ops.mkldnn._reorder_linear_weight` and `_linear_pointwise` are
 the operators that torch's own compiler uses for this, but they are not a
 public API. Without them (another torch build), the model keeps its plain
-layers and a log line says so.
+layers and one log line reports it.
 """
 
 import logging
@@ -30,7 +30,7 @@ class PackedLinear(torch.nn.Module):
 
     def __init__(self, linear: torch.nn.Linear, batch_size: int):
         super().__init__()
-        self.in_features, self.out_features = linear.in_features, linear.out_features
+        self.out_features = linear.out_features
         self.weight = linear.weight
         self.bias = linear.bias
         with torch.no_grad():
@@ -61,7 +61,7 @@ def pack_linear_layers(model: torch.nn.Module, batch_size: int = 96) -> int:
     operators are missing or packing fails.
     """
     if not packing_available():
-        log.info("this torch build cannot pack linear weights for oneDNN; bfloat16 products stay unpacked")
+        log.info("this torch build cannot pack linear weights for oneDNN, so bfloat16 products stay unpacked")
         return 0
 
     targets = [
@@ -73,7 +73,7 @@ def pack_linear_layers(model: torch.nn.Module, batch_size: int = 96) -> int:
     try:
         replacements = [(parent, name, PackedLinear(child, batch_size)) for parent, name, child in targets]
     except RuntimeError as error:
-        log.info("packing linear weights for oneDNN failed (%s); bfloat16 products stay unpacked", error)
+        log.info("packing linear weights for oneDNN failed (%s), so bfloat16 products stay unpacked", error)
         return 0
 
     for parent, name, packed in replacements:

@@ -21,7 +21,8 @@ from xlsafety.judges.refusal import RefusalJudge
 
 JUDGES = {"refusal": RefusalJudge}
 
-__all__ = ["JUDGES", "SAFE_THRESHOLD", "Decision", "judge_generations", "make_judge", "safe_flag"]
+__all__ = ["JUDGES", "SAFE_THRESHOLD", "Decision", "judge_generations", "make_judge", "remove_judge_checkpoints",
+           "safe_flag"]
 
 
 def make_judge(name: str, languages: list[str], config: dict | None = None, **resources):
@@ -40,6 +41,13 @@ def make_judge(name: str, languages: list[str], config: dict | None = None, **re
     from xlsafety.judges.settings import build_judge
 
     return build_judge(name, languages, config, **resources)
+
+
+def remove_judge_checkpoints(judge) -> None:
+    """Delete the checkpoints of a rubric judge, or of a cascade's rubric part, once the job's output is written."""
+    remove = getattr(getattr(judge, "rubric", judge), "remove_checkpoints", None)
+    if remove is not None:
+        remove()
 
 
 def judge_generations(judge, generations: pd.DataFrame, prompts: pd.DataFrame | None = None) -> pd.DataFrame:
