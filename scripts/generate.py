@@ -29,14 +29,15 @@ def main(snakemake):
         backend = create_backend(endpoint["backend"], spec["model"], settings)
 
     # Everything that determines the rows; a checkpoint written under other settings is discarded.
-    # The model identity names the endpoint and model but never contains an API key.
+    # The model identity names the endpoint and model but never contains an API key. The number of
+    # passes and the prompts are left out, because each saved row is matched to a request by its
+    # prompt id, pass, seed and prompt text: more passes or prompts reuse the rows already there.
     determining_settings = {
-        "spec": spec,
+        "spec": {key: value for key, value in spec.items() if key != "passes"},
         "seed": snakemake.params.seed,
         "model_identity": backend.model_identity,
         # A local model's rows also depend on where it ran: bfloat16 on a GPU gives other text than float32.
         "precision": getattr(backend, "precision", None),
-        "prompts": prompts[["id", "text"]].to_dict("list"),
     }
     checkpoint = Checkpoint(checkpoint_folder(snakemake.output[0]), fingerprint_of(determining_settings))
 
@@ -57,7 +58,7 @@ def main(snakemake):
     )
     generations = backend.generate(prompts, job)
     write_table(generations, snakemake.output[0], GENERATIONS)
-    checkpoint.remove()
+    checkpoint.keep(snakemake.output[0])
 
 
 run_step(snakemake, main)

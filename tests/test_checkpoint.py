@@ -67,6 +67,36 @@ def test_remove_deletes_folder(tmp_path):
     assert not (tmp_path / "parts").exists()
 
 
+def test_keep_links_output_as_only_part(tmp_path):
+    output = tmp_path / "en.parquet"
+    pd.DataFrame({"id": [1], "pass": [0], "text": ["done"]}).to_parquet(output)
+    checkpoint = Checkpoint(tmp_path / "parts", "abc")
+    checkpoint.append([{"id": 1, "pass": 0, "text": "done"}])
+    checkpoint.append([{"id": 2, "pass": 0, "text": "other"}])
+
+    checkpoint.keep(output)
+
+    assert [path.name for path in (tmp_path / "parts").glob("part-*")] == ["part-000000.parquet"]
+    assert (tmp_path / "parts" / "part-000000.parquet").stat().st_ino == output.stat().st_ino
+    output.unlink()
+    assert Checkpoint(tmp_path / "parts", "abc").load()["text"].tolist() == ["done"]
+
+
+def test_keep_copies_without_hard_links(tmp_path, monkeypatch):
+    output = tmp_path / "en.parquet"
+    pd.DataFrame({"id": [1], "pass": [0], "text": ["done"]}).to_parquet(output)
+
+    def no_link(*arguments):
+        raise OSError("hard links not supported")
+
+    monkeypatch.setattr(os, "link", no_link)
+    Checkpoint(tmp_path / "parts", "abc").keep(output)
+
+    part = tmp_path / "parts" / "part-000000.parquet"
+    assert part.read_bytes() == output.read_bytes()
+    assert part.stat().st_ino != output.stat().st_ino
+
+
 @pytest.fixture(scope="module")
 def chat_model(tiny_chat_model):
     return load_prepared_model(str(tiny_chat_model), threads=1)
@@ -113,3 +143,30 @@ def test_killed_job_resumes_without_repeats(tmp_path, tiny_chat_model, chat_mode
 
     assert len(sent) == total - saved
     pd.testing.assert_frame_equal(resumed, uninterrupted)
+
+
+def test_more_passes_reuse_kept_rows(tmp_path, chat_model, monkeypatch):
+    fewer = Decoding("sampled", temperature=0.9, top_p=0.95, max_new_tokens=48, passes=1)
+    model, tokenizer = chat_model
+    output = tmp_path / "en.parquet"
+    checkpoint = Checkpoint(tmp_path / "parts", "fixed")
+    first = generate_language(
+        prompts(), model, tokenizer, configuration="tiny_x", model_name="tiny", decoding=fewer,
+        prompt_format=PromptFormat("chat"), study_seed=5, batch_size=4, model_identity="{}", checkpoint=checkpoint,
+    )
+    first.to_parquet(output)
+    checkpoint.keep(output)
+    output.unlink()
+
+    sent = []
+    original = generate_module.generate_batch
+
+    def counting_generate_batch(model, tokenizer, texts, *arguments):
+        sent.extend(texts)
+        return original(model, tokenizer, texts, *arguments)
+
+    monkeypatch.setattr(generate_module, "generate_batch", counting_generate_batch)
+    more = generate(chat_model, Checkpoint(tmp_path / "parts", "fixed"))
+
+    assert len(sent) == PROMPT_COUNT, "only the second pass of each prompt is new"
+    pd.testing.assert_frame_equal(more[more["pass"] == 0].reset_index(drop=True), first)

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from fake_openai import FakeOpenAI, Reply, answer_text
+from kept_rows import assert_only_generations_kept
 from xlsafety.backends import GenerationJob, configuration_pattern, create_backend
 from xlsafety.backends.openai_chat import EndpointError, TimeBudgetError, retry_after_seconds
 from xlsafety.checkpoint import Checkpoint
@@ -320,14 +321,35 @@ SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
 TINY = ROOT / "tests" / "configs" / "openai-tiny.yaml"
 
 
-def snakemake(url: str, workdir: Path, *arguments: str, key: str | None = KEY):
+def snakemake(url: str, workdir: Path, *arguments: str, key: str | None = KEY, config: tuple[str, ...] = ()):
     environment = {name: value for name, value in os.environ.items()
                    if "proxy" not in name.lower() and name != KEY_VARIABLE}
     if key is not None:
         environment[KEY_VARIABLE] = key
     command = [SNAKEMAKE, "-s", str(ROOT / "Snakefile"), "--directory", str(workdir), "--configfile", str(TINY),
-               "--cores", "2", *arguments, "--config", f"models={{fake-chat: {{base_url: '{url}'}}}}"]
+               "--cores", "2", *arguments, "--config", f"models={{fake-chat: {{base_url: '{url}'}}}}", *config]
     return subprocess.run(command, capture_output=True, text=True, env=environment, timeout=300)
+
+
+SAMPLED_OUTPUTS = ("results/generations/fake-chat_sampled/en.parquet", "results/generations/fake-chat_sampled/th.parquet")
+
+
+def test_more_passes_send_only_new_requests(server, tmp_path):
+    assert snakemake(server.url, tmp_path, *SAMPLED_OUTPUTS).returncode == 0
+    before = {path: pd.read_parquet(tmp_path / path) for path in SAMPLED_OUTPUTS}
+    sent_before = len(server.received)
+
+    result = snakemake(server.url, tmp_path, *SAMPLED_OUTPUTS, config=("decoding={sampled: {passes: 3}}",))
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    new_requests = server.received[sent_before:]
+    assert len(new_requests) == 2 * 2, "only the third pass of 2 prompts in 2 languages is new"
+    for path, earlier in before.items():
+        after = pd.read_parquet(tmp_path / path)
+        assert len(after) == 2 * 3
+        pd.testing.assert_frame_equal(after[after["pass"] < 2].reset_index(drop=True), earlier)
+    log = (tmp_path / "results" / "logs" / "generate" / "fake-chat_sampled" / "en.log").read_text()
+    assert "6 requests, 4 already done, sending 2" in log
 
 
 def test_workflow_without_key_fails_before_any_job(server, tmp_path):
@@ -358,7 +380,7 @@ def test_workflow_end_to_end_with_openai_model(server, tmp_path):
             assert set(generations["backend"]) == {"openai"}
     assert len(server.received) == 2 * 2 * (1 + 2)
     assert not (results / "models").exists(), "an API model needs no prepared model"
-    assert not list(results.rglob("*.parts")), "checkpoints must be removed once outputs are complete"
+    assert_only_generations_kept(results)
     assert len(pd.read_parquet(results / "matrix" / "refusal" / "cells.parquet")) == 2 * 2 * 2
     assert len(pd.read_csv(results / "irt" / "refusal" / "multigroup-2pl" / "parameters.csv")) > 0
     assert len(pd.read_csv(results / "summary" / "refusal" / "jsr.csv")) > 0

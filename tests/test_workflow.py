@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from kept_rows import assert_only_generations_kept
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -107,7 +108,7 @@ def test_tiny_study_end_to_end(tmp_path):
             assert judgments["score"].isin([0, 2, 5]).all()
             assert generations["model_identity"].str.contains("sha256").all()
 
-    assert not list(results.rglob("*.parts")), "checkpoints must be removed once outputs are complete"
+    assert_only_generations_kept(results)
 
     cells = pd.read_parquet(results / "matrix" / "refusal" / "cells.parquet")
     wide = pd.read_parquet(results / "matrix" / "refusal" / "wide.parquet")

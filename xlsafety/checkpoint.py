@@ -4,7 +4,9 @@ A job appends each finished batch as a parquet part in a folder next to its
 output. A restarted job reads the parts back and only does the rest. The parts
 carry a fingerprint of everything that determines their content (model,
 decoding, prompts, seed), and parts with another fingerprint are discarded, so
-a changed configuration never reuses stale rows.
+a changed configuration never reuses stale rows. A generation job keeps its
+complete output there as its only part (`Checkpoint.keep`), so that a rerun
+with more passes generates only the new ones.
 """
 
 import hashlib
@@ -78,3 +80,24 @@ class Checkpoint:
     def remove(self) -> None:
         """Delete the checkpoint once the job's output is complete."""
         shutil.rmtree(self.folder, ignore_errors=True)
+
+    def keep(self, output: str | Path) -> None:
+        """Replace the parts with the job's complete `output`, so that a later run reuses its rows.
+
+        Snakemake deletes an output before it runs the job again, for example
+        after more passes were configured. The rows kept here let that run
+        send only the new requests. The part is a hard link to the output,
+        which costs no disk space, or a copy where the file system has no
+        hard links.
+        """
+        for part in self.folder.glob("part-*.parquet"):
+            part.unlink()
+        self._create()
+        part = self.folder / "part-000000.parquet"
+        try:
+            os.link(output, part)
+        except OSError:
+            temporary = part.with_name(f".{part.name}.partial")
+            shutil.copyfile(output, temporary)
+            os.replace(temporary, part)
+        self._next_part = 1
