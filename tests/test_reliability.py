@@ -16,6 +16,7 @@ import pandas as pd
 import pytest
 
 from fake_openai import FakeOpenAI, Reply, answer_text
+from kept_rows import assert_only_generations_kept
 from xlsafety.backends import GenerationJob, create_backend
 from xlsafety.backends.openai_chat import EndpointError, TimeBudgetError
 from xlsafety.checkpoint import Checkpoint
@@ -24,7 +25,6 @@ from xlsafety.irt import FitOptions, fit
 from xlsafety.language_check import MATCH, OTHER, UNDETERMINED, check_language, repair_text, script_counts
 from xlsafety.summary import language_check_section, language_check_table, read_language_checks
 from xlsafety.tables import GENERATIONS, write_table
-from kept_rows import assert_only_generations_kept
 
 ROOT = Path(__file__).resolve().parents[1]
 SNAKEMAKE = str(Path(sys.executable).parent / "snakemake")
@@ -203,6 +203,33 @@ def test_lone_surrogate_from_endpoint_is_repaired(server, tmp_path):
     rows = generate(server.url, count=1, checkpoint=Checkpoint(tmp_path / "parts", "fixed"))
 
     assert rows["text"].tolist() == ["broken  end"]
+
+
+MESSAGE = {"role": "assistant", "content": "fine"}
+MALFORMED_ANSWERS = {
+    "message is a string": {"choices": [{"message": "hello", "finish_reason": "stop"}]},
+    "message is null": {"choices": [{"message": None, "finish_reason": "stop"}]},
+    "content is a number": {"choices": [{"message": {"role": "assistant", "content": 123}}]},
+    "token count is text": {"choices": [{"message": MESSAGE}], "usage": {"prompt_tokens": "ten"}},
+    "negative token count": {"choices": [{"message": MESSAGE}], "usage": {"completion_tokens": -1}},
+    "usage is a list": {"choices": [{"message": MESSAGE}], "usage": [1, 2]},
+    "finish_reason is a number": {"choices": [{"message": MESSAGE, "finish_reason": 3}]},
+}
+
+
+@pytest.mark.parametrize("case", sorted(MALFORMED_ANSWERS))
+def test_malformed_answer_stops_before_saving(server, tmp_path, case):
+    server.script("Harmful question number 1?", Reply(body=json.dumps(MALFORMED_ANSWERS[case])))
+    folder = tmp_path / "parts"
+
+    with pytest.raises(EndpointError, match="answered prompt 1 pass 0 with .*OpenAI-compatible API root"):
+        generate(server.url, count=3, checkpoint=Checkpoint(folder, "fixed"), concurrency=1)
+    saved = Checkpoint(folder, "fixed").load()
+    rows = generate(server.url, count=3, checkpoint=Checkpoint(folder, "fixed"))
+
+    assert saved.empty or 1 not in set(saved["id"]), "the malformed answer must not be saved"
+    assert rows["id"].tolist() == [0, 1, 2]
+    write_table(rows, tmp_path / "en.parquet", GENERATIONS)
 
 
 # --- config errors at start, through snakemake --------------------------------------------------

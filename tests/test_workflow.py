@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+
 from kept_rows import assert_only_generations_kept
 
 ROOT = Path(__file__).resolve().parents[1]

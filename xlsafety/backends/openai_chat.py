@@ -260,13 +260,16 @@ class OpenAIChatBackend:
     def _payload(self, response: httpx.Response, request: ChatRequest) -> dict:
         try:
             payload = response.json()
-            payload["choices"][0]["message"]
-        except (ValueError, KeyError, IndexError, TypeError):
+        except ValueError:
+            payload = None
+        problem = completion_problem(payload)
+        if problem is not None:
+            # Checked before the row is saved, so a malformed answer never reaches the checkpoint.
             raise EndpointError(
                 f"model {self.config.model_key}: the endpoint answered prompt {request.prompt_id} pass "
-                f"{request.pass_index} with no chat completion ({self._excerpt(response)}); check that "
+                f"{request.pass_index} with {problem} ({self._excerpt(response)}); check that "
                 f"base_url {self.config.base_url!r} is an OpenAI-compatible API root such as .../v1"
-            ) from None
+            )
         return payload
 
     def _row(self, request: ChatRequest, payload: dict) -> dict:
@@ -325,6 +328,37 @@ class OpenAIChatBackend:
             f"{job.configuration} finished. The finished rows{where}; rerun the workflow to "
             "continue from there, or raise time_budget_s or concurrency."
         )
+
+
+def completion_problem(payload) -> str | None:
+    """Return what makes `payload` something other than a chat completion, or None when it is one."""
+    if not isinstance(payload, dict):
+        return "no chat completion"
+    choices = payload.get("choices")
+    if not isinstance(choices, list) or not choices or not isinstance(choices[0], dict):
+        return "no chat completion"
+    choice = choices[0]
+    message = choice.get("message")
+    if not isinstance(message, dict):
+        return f"a choice whose message is {type(message).__name__}, not an object"
+    for field in ("content", "refusal"):
+        if message.get(field) is not None and not isinstance(message[field], str):
+            return f"a message whose {field} is {type(message[field]).__name__}, not a string"
+    if choice.get("finish_reason") is not None and not isinstance(choice["finish_reason"], str):
+        return "a finish_reason that is not a string"
+    return _usage_problem(payload.get("usage"))
+
+
+def _usage_problem(usage) -> str | None:
+    if usage is None:
+        return None
+    if not isinstance(usage, dict):
+        return "a usage field that is not an object"
+    for field in ("prompt_tokens", "completion_tokens"):
+        count = usage.get(field)
+        if count is not None and (isinstance(count, bool) or not isinstance(count, int) or count < 0):
+            return f"usage.{field} {count!r}, not a count of tokens"
+    return None
 
 
 def _requests(prompts: pd.DataFrame, job, language: str) -> list[ChatRequest]:
