@@ -173,6 +173,14 @@ def test_command_line_strings_get_schema_types():
     assert config["irt"]["anchors"] == [1, 2]
 
 
+@pytest.mark.parametrize(("given", "expected"), [("6", 6), ("auto", "auto"), ("lots", "lots")])
+def test_command_line_value_takes_matching_branch(given, expected):
+    config = {"generation": {"batch_size": given}}
+    coerce_command_line_values(config, SCHEMA)
+
+    assert config["generation"]["batch_size"] == expected
+
+
 def raw_study(**overrides) -> dict:
     """A valid config before defaults are filled, as a user writes it."""
     config = {"models": {"chat-model": {"source": "embedded:smollm2-135m-instruct"}},

@@ -320,6 +320,9 @@ def coerce_command_line_values(config, schema: dict):
 
 
 def _coerce_scalar(value: str, schema: dict):
+    branches = schema.get("oneOf") or schema.get("anyOf")
+    if branches:
+        return _coerce_to_branch(value, branches)
     allowed = schema.get("type", [])
     allowed = [allowed] if isinstance(allowed, str) else allowed
     if not allowed or "string" in allowed:
@@ -335,4 +338,16 @@ def _coerce_scalar(value: str, schema: dict):
             return float(value)
         except ValueError:
             return value
+    return value
+
+
+def _coerce_to_branch(value: str, branches: list[dict]):
+    """Return `value` as the first branch of a oneOf or anyOf takes it: as it is when a string branch accepts it."""
+    for branch in branches:
+        if branch.get("type") == "string" and value in branch.get("enum", [value]):
+            return value
+    for branch in branches:
+        coerced = _coerce_scalar(value, branch)
+        if coerced is not value:
+            return coerced
     return value
