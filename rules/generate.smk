@@ -7,6 +7,8 @@ from xlsafety.backends import (
 
 
 # Local models (transformers or vllm): the prepared checkpoint is an input, and the job loads it once.
+# The batch size comes from the config rather than params: it does not change the text in
+# float32, so tuning it does not make Snakemake redo finished generations.
 rule generate:
     input:
         prompts="results/prompts/{language}.parquet",
@@ -25,7 +27,6 @@ rule generate:
     params:
         spec=configuration_spec,
         seed=config["seed"],
-        batch_size=config["generation"]["batch_size"],
         backend=lambda wildcards: config["models"][
             CONFIGURATIONS[wildcards.configuration]["model"]
         ]["backend"],

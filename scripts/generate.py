@@ -17,7 +17,7 @@ def main(snakemake):
         backend = create_backend(
             snakemake.params.backend, spec["model"], snakemake.config["models"][spec["model"]],
             model_dir=snakemake.input.model,
-            threads=snakemake.threads, batch_size=snakemake.params.batch_size,
+            threads=snakemake.threads, batch_size=snakemake.config["generation"]["batch_size"],
             device=snakemake.params.device, dtype=snakemake.params.dtype,
         )
     else:
