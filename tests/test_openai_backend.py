@@ -17,7 +17,7 @@ import yaml
 
 from fake_openai import FakeOpenAI, Reply, answer_text
 from kept_rows import assert_only_generations_kept
-from xlsafety.backends import GenerationJob, configuration_pattern, create_backend
+from xlsafety.backends import GenerationJob, configuration_pattern, create_backend, endpoint_of
 from xlsafety.backends.openai_chat import EndpointError, TimeBudgetError, retry_after_seconds
 from xlsafety.checkpoint import Checkpoint
 from xlsafety.errors import ConfigError
@@ -121,6 +121,27 @@ def test_server_errors_are_retried_with_growing_backoff(server, caplog):
     assert "retry 1 of 3" in retries[0]
     assert "HTTP 503" in retries[1]
     assert "retry 2 of 3" in retries[1]
+
+
+def test_trailing_slash_names_same_endpoint():
+    def config(base_url):
+        return {"models": {"m": {"backend": "openai", "model": "x", "base_url": base_url}}}
+
+    assert endpoint_of(config("http://127.0.0.1:8000/v1/"), "m") == endpoint_of(config("http://127.0.0.1:8000/v1"), "m")
+
+
+def test_retry_after_past_budget_stops_at_once(server, tmp_path):
+    server.script("Harmful question number 1?", Reply(429, {"Retry-After": "86400"}))
+    folder = tmp_path / "parts"
+
+    started = time.monotonic()
+    with pytest.raises(EndpointError, match=r"asked to wait 86400 s .* time_budget_s") as raised:
+        generate(server.url, GREEDY, count=3, checkpoint=Checkpoint(folder, "fixed"), concurrency=1,
+                 time_budget_s=30)
+
+    assert time.monotonic() - started < 10
+    assert not isinstance(raised.value, TimeBudgetError)
+    assert sorted(Checkpoint(folder, "fixed").load()["id"]) == [0]
 
 
 def test_retry_after_is_honoured(server):

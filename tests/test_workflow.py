@@ -174,6 +174,10 @@ def check_incremental_reruns(workdir: Path):
     assert counts == {**AGGREGATES, "calibration_summary": 1, "total": AGGREGATE_JOBS + 1}
     assert languages == set()
 
+    # The batch size and threads only tune how fast the text is generated.
+    result = snakemake("-n", "--config", "generation={batch_size: 3, threads: 2}", workdir=workdir, configfile=TINY)
+    assert "Nothing to be done" in result.stdout + result.stderr
+
 
 @pytest.mark.slow
 def test_multijail_study_end_to_end(tmp_path, multijail_path):

@@ -120,7 +120,8 @@ def endpoint_of(config: dict, model_key: str) -> dict:
     left out on purpose, because they do not change the text a model returns.
     """
     model = config["models"][model_key]
-    return {key: model[key] for key in ("backend", "model", "base_url")}
+    # A trailing slash names the same API root, so it must not look like a new endpoint.
+    return {"backend": model["backend"], "model": model["model"], "base_url": model["base_url"].rstrip("/")}
 
 
 def api_runtime_minutes(config: dict, model_key: str) -> int:

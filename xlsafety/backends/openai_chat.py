@@ -144,6 +144,8 @@ class OpenAIChatBackend:
         self.config = config
         self.model_identity = config.model_identity
         self._api_key = config.api_key()
+        # The event loop's time at which the running job's time budget ends.
+        self._deadline = float("inf")
 
     def generate(self, prompts: pd.DataFrame, job) -> pd.DataFrame:
         """Generate every (prompt, pass) of `job` in the language of `prompts`.
@@ -177,6 +179,7 @@ class OpenAIChatBackend:
         """Send the pending requests, saving each group of finished rows as it completes."""
         finished: list[dict] = []
         budget = asyncio.timeout(self.config.time_budget_s)
+        self._deadline = asyncio.get_running_loop().time() + self.config.time_budget_s
         try:
             async with budget, self._client() as client:
                 await self._complete_all(client, pending, job, finished)
@@ -245,6 +248,10 @@ class OpenAIChatBackend:
             if attempt == self.config.max_retries:
                 raise EndpointError(self._gave_up_message(request, problem))
             wait = self._backoff(attempt, retry_after)
+            left = self._deadline - asyncio.get_running_loop().time()
+            if wait > left:
+                # Waiting would only run out the time budget, so the job stops now and keeps its rows.
+                raise EndpointError(self._wait_too_long_message(request, problem, wait, left))
             log.warning("%s: %s for prompt %d pass %d; retry %d of %d in %.2f s", self.config.model_key,
                         problem, request.prompt_id, request.pass_index, attempt + 1,
                         self.config.max_retries, wait)
@@ -317,6 +324,15 @@ class OpenAIChatBackend:
             f"{self.config.max_retries + 1} times, last with {problem}. Check that the endpoint "
             f"{self.config.base_url} is up, or raise models.{key}.max_retries or timeout_s. "
             "Finished rows are kept in the checkpoint, so a rerun continues from there."
+        )
+
+    def _wait_too_long_message(self, request: ChatRequest, problem: str, wait: float, left: float) -> str:
+        key = self.config.model_key
+        return (
+            f"model {key}: after {problem} for prompt {request.prompt_id} pass {request.pass_index}, the "
+            f"endpoint asked to wait {wait:.0f} s before retrying, more than the {max(left, 0):.0f} s left of "
+            f"the time budget (models.{key}.time_budget_s). Finished rows are kept in the checkpoint; rerun "
+            "the workflow once the endpoint accepts requests again, or raise time_budget_s."
         )
 
     def _budget_message(self, job, finished: int, total: int) -> str:
