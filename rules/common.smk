@@ -4,8 +4,10 @@
 import yaml
 from pathlib import Path
 
+from snakemake.logging import logger
 from snakemake.utils import validate
 
+from xlsafety.backends import missing_engine_warnings
 from xlsafety.dataset import (
     embedded_dataset_path,
     is_url,
@@ -45,6 +47,9 @@ except ConfigError as error:
     raise ConfigError(f"{origin}: {error}") from None
 
 GENERATED = SOURCE.kind == GENERATE
+if GENERATED:
+    for warning in missing_engine_warnings(config):
+        logger.warning(warning)
 CONFIGURATIONS = configurations(config) if GENERATED else SOURCE.configurations
 LANGUAGES = list(config["languages"])
 JUDGES = list(config["judges"]) if GENERATED else [SOURCE.judge]

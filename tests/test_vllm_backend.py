@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 import pytest
 
-from xlsafety.backends import GenerationJob, create_backend
+from xlsafety.backends import GenerationJob, create_backend, missing_engine_warnings
 from xlsafety.checkpoint import Checkpoint
 from xlsafety.errors import ModelError
 from xlsafety.generate import Decoding, PromptFormat, row_seed
@@ -94,6 +94,23 @@ def test_missing_vllm_names_extra(monkeypatch, prepared):
 
     with pytest.raises(ModelError, match=r"pip install -e '\.\[vllm\]'"):
         create_backend("vllm", "tiny", {}, model_dir=str(prepared), threads=1, batch_size="auto")
+
+
+def test_missing_vllm_warns_per_model(monkeypatch):
+    config = {"models": {"big": {"backend": "vllm"}, "small": {"backend": "transformers"}}}
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: None)
+
+    warnings = missing_engine_warnings(config)
+
+    assert len(warnings) == 1
+    assert warnings[0].startswith("models.big.backend: vllm is not installed here")
+
+
+def test_installed_vllm_gives_no_warning(monkeypatch):
+    config = {"models": {"big": {"backend": "vllm"}}}
+    monkeypatch.setattr("importlib.util.find_spec", lambda name: object())
+
+    assert missing_engine_warnings(config) == []
 
 
 def test_vllm_registered_by_name():

@@ -9,6 +9,7 @@ that takes the prompts of one language and a `GenerationJob`, and returns the
 rows of the GENERATIONS table (`xlsafety.tables`).
 """
 
+import importlib.util
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -142,6 +143,22 @@ def _openai(model_key: str, settings: dict, **_unused) -> Backend:
     from xlsafety.backends.openai_chat import OpenAIChatBackend, OpenAIChatConfig
 
     return OpenAIChatBackend(OpenAIChatConfig.from_settings(model_key, settings))
+
+
+def missing_engine_warnings(config: dict) -> list[str]:
+    """Return a warning for each model whose backend needs a package that this Python cannot import.
+
+    The workflow only warns: on a cluster, the jobs may run in an environment
+    that has the package while the submitting machine does not.
+    """
+    models = sorted(key for key, model in config["models"].items() if model["backend"] == "vllm")
+    if not models or importlib.util.find_spec("vllm") is not None:
+        return []
+    return [
+        f"models.{key}.backend: vllm is not installed here, so its generation jobs will fail unless they "
+        "run where it is (pip install -e '.[vllm]' on a machine with a CUDA GPU), or set backend: transformers"
+        for key in models
+    ]
 
 
 @register("vllm")
