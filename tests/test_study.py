@@ -215,6 +215,17 @@ def test_schema_errors_name_key_path(overrides, message):
         validate_config(raw_study(**overrides), SCHEMA)
 
 
+def test_key_pasted_as_variable_name_not_echoed():
+    key = "sk-live-abcdef0123"
+    config = raw_study(models={"api": {"backend": "openai", "model": "m", "base_url": "http://127.0.0.1:9/v1",
+                                       "api_key_env": key}})
+
+    with pytest.raises(ConfigError, match=r"models\.api\.api_key_env: the value is not an environment") as raised:
+        validate_config(config, SCHEMA)
+
+    assert key not in str(raised.value)
+
+
 def test_schema_errors_all_listed():
     config = raw_study(seeed=1, decoding={"greedy": {"passes": 0, "top_p": 2}})
 

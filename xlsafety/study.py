@@ -253,6 +253,9 @@ def _schema_error_line(error) -> str:
         # jsonschema's message here is "is not valid under any of the given schemas", and the
         # description names the valid values.
         message = f"{error.instance!r} is not a valid value"
+    if path.endswith(".api_key_env") and error.validator == "pattern":
+        # A key pasted here in place of a variable name must not be printed to the terminal or a log.
+        message = "the value is not an environment variable name (is it the key itself?)"
     line = f"config key {path}: {message}"
     return f"{line} ({' '.join(description.split())})" if description else line
 
