@@ -6,6 +6,7 @@ import pytest
 from xlsafety.errors import ModelError
 from xlsafety.models import (
     EMBEDDED_MODELS,
+    _hub_hint,
     check_gguf_supported,
     embedded_model,
     gguf_architecture,
@@ -166,3 +167,15 @@ def test_only_gguf_quantization_is_dropped():
 
     assert not hasattr(gguf, "quantization_config")
     assert other.quantization_config["quant_method"] == "bitsandbytes"
+
+
+def test_missing_relative_source_hint_names_hub(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "present").mkdir()
+
+    hint = _hub_hint("models/smol", "models/smol")
+
+    assert "taken for a Hugging Face hub id" in hint
+    assert "starting with ./ or /" in hint
+    assert _hub_hint("present", "present") == ""
+    assert _hub_hint("x.gguf", tmp_path) == ""

@@ -167,7 +167,7 @@ def _load_and_save(source: str, scratch: Path, staging: Path) -> dict:
         tokenizer = AutoTokenizer.from_pretrained(location, **options)
         loaded = AutoModelForCausalLM.from_pretrained(location, dtype=torch.float32, **options)
     except OSError as error:
-        raise ModelError(f"cannot load model {source!r}: {error}") from error
+        raise ModelError(f"cannot load model {source!r}: {error}{_hub_hint(source, location)}") from error
 
     # A GGUF-loaded model rejects save_pretrained, so the same architecture is
     # rebuilt from its config and given the dequantised weights.
@@ -181,6 +181,16 @@ def _load_and_save(source: str, scratch: Path, staging: Path) -> dict:
     identity["architecture"] = identity["architecture"] or loaded.config.model_type
     identity["has_chat_template"] = bool(getattr(tokenizer, "chat_template", None))
     return identity
+
+
+def _hub_hint(source: str, location) -> str:
+    """Return a hint for a source that was taken for a hub id because no local file or folder has its name."""
+    if location != source or Path(source).exists():
+        return ""
+    return (
+        f". No local file or folder {source!r} exists, so it was taken for a Hugging Face hub id, which needs "
+        "network access. For a local model, write its path from the working directory starting with ./ or /"
+    )
 
 
 def drop_gguf_quantization(config) -> None:
