@@ -115,6 +115,19 @@ KILLED_JOB = textwrap.dedent(
 )
 
 
+def count_generated_texts(monkeypatch) -> list[str]:
+    """Wrap `generate_batch` so that the returned list collects every prompt text sent to the model."""
+    sent = []
+    original = generate_module.generate_batch
+
+    def counting_generate_batch(model, tokenizer, texts, *arguments):
+        sent.extend(texts)
+        return original(model, tokenizer, texts, *arguments)
+
+    monkeypatch.setattr(generate_module, "generate_batch", counting_generate_batch)
+    return sent
+
+
 def test_killed_job_resumes_without_repeats(tmp_path, tiny_chat_model, chat_model, monkeypatch):
     folder = tmp_path / "parts"
     script = KILLED_JOB.format(tests=os.path.dirname(__file__), model=str(tiny_chat_model), folder=str(folder))
@@ -129,14 +142,7 @@ def test_killed_job_resumes_without_repeats(tmp_path, tiny_chat_model, chat_mode
     total = PROMPT_COUNT * DECODING.passes
     assert 3 <= saved < total, "the job must be killed part-way through"
 
-    sent = []
-    original = generate_module.generate_batch
-
-    def counting_generate_batch(model, tokenizer, texts, *arguments):
-        sent.extend(texts)
-        return original(model, tokenizer, texts, *arguments)
-
-    monkeypatch.setattr(generate_module, "generate_batch", counting_generate_batch)
+    sent = count_generated_texts(monkeypatch)
     resumed = generate(chat_model, Checkpoint(folder, "fixed"))
     monkeypatch.undo()
     uninterrupted = generate(chat_model)
@@ -158,14 +164,7 @@ def test_more_passes_reuse_kept_rows(tmp_path, chat_model, monkeypatch):
     checkpoint.keep(output)
     output.unlink()
 
-    sent = []
-    original = generate_module.generate_batch
-
-    def counting_generate_batch(model, tokenizer, texts, *arguments):
-        sent.extend(texts)
-        return original(model, tokenizer, texts, *arguments)
-
-    monkeypatch.setattr(generate_module, "generate_batch", counting_generate_batch)
+    sent = count_generated_texts(monkeypatch)
     more = generate(chat_model, Checkpoint(tmp_path / "parts", "fixed"))
 
     assert len(sent) == PROMPT_COUNT, "only the second pass of each prompt is new"
