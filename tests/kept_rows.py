@@ -5,7 +5,8 @@ from pathlib import Path
 
 def assert_only_generations_kept(results: Path) -> None:
     """Assert that each generation output is kept as its checkpoint's only part, and that no other checkpoint is left."""
-    folders = sorted(results.rglob("*.parts"))
+    # Judge checkpoints add suffixes such as -attempt0, so the pattern covers them too.
+    folders = sorted(results.rglob("*.parts*"))
     assert folders, "each generation output must be kept in its checkpoint folder"
     for folder in folders:
         output = folder.with_name(folder.name.removeprefix(".").removesuffix(".parts"))

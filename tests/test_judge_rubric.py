@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from fake_openai import FakeOpenAI
+from kept_rows import assert_only_generations_kept
 from xlsafety.errors import ConfigError
 from xlsafety.judges import judge_generations, make_judge
 from xlsafety.judges.cascade import CascadeJudge
@@ -547,7 +548,7 @@ def test_workflow_with_rubric_and_cascade_judges(tmp_path):
     assert greedy["n_valid"].sum() == steps.sum()
     assert greedy["n_passes"].sum() == len(rubric)
     assert cells["n_safe"].sum() == 0
-    assert not list((tmp_path / "results").rglob("*.parts*"))
+    assert_only_generations_kept(tmp_path / "results")
     for path in tmp_path.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path

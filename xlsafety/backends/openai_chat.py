@@ -249,9 +249,9 @@ class OpenAIChatBackend:
                 raise EndpointError(self._gave_up_message(request, problem))
             wait = self._backoff(attempt, retry_after)
             left = self._deadline - asyncio.get_running_loop().time()
-            if wait > left:
-                # Waiting would only run out the time budget, so the job stops now and keeps its rows.
-                raise EndpointError(self._wait_too_long_message(request, problem, wait, left))
+            if retry_after is not None and retry_after > left:
+                # Waiting as the endpoint asks would only run out the time budget, so the job stops now.
+                raise EndpointError(self._wait_too_long_message(request, problem, retry_after, left))
             log.warning("%s: %s for prompt %d pass %d; retry %d of %d in %.2f s", self.config.model_key,
                         problem, request.prompt_id, request.pass_index, attempt + 1,
                         self.config.max_retries, wait)
