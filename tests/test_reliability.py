@@ -206,7 +206,7 @@ def test_lone_surrogate_from_endpoint_is_repaired(server, tmp_path):
 
 
 MESSAGE = {"role": "assistant", "content": "fine"}
-MALFORMED_ANSWERS = {
+MALFORMED_RESPONSES = {
     "message is a string": {"choices": [{"message": "hello", "finish_reason": "stop"}]},
     "message is null": {"choices": [{"message": None, "finish_reason": "stop"}]},
     "content is a number": {"choices": [{"message": {"role": "assistant", "content": 123}}]},
@@ -217,9 +217,9 @@ MALFORMED_ANSWERS = {
 }
 
 
-@pytest.mark.parametrize("case", sorted(MALFORMED_ANSWERS))
-def test_malformed_answer_stops_before_saving(server, tmp_path, case):
-    server.script("Harmful question number 1?", Reply(body=json.dumps(MALFORMED_ANSWERS[case])))
+@pytest.mark.parametrize("case", sorted(MALFORMED_RESPONSES))
+def test_malformed_response_stops_before_saving(server, tmp_path, case):
+    server.script("Harmful question number 1?", Reply(body=json.dumps(MALFORMED_RESPONSES[case])))
     folder = tmp_path / "parts"
 
     with pytest.raises(EndpointError, match="answered prompt 1 pass 0 with .*OpenAI-compatible API root"):
@@ -227,7 +227,7 @@ def test_malformed_answer_stops_before_saving(server, tmp_path, case):
     saved = Checkpoint(folder, "fixed").load()
     rows = generate(server.url, count=3, checkpoint=Checkpoint(folder, "fixed"))
 
-    assert saved.empty or 1 not in set(saved["id"]), "the malformed answer must not be saved"
+    assert saved.empty or 1 not in set(saved["id"]), "the malformed response must not be saved"
     assert rows["id"].tolist() == [0, 1, 2]
     write_table(rows, tmp_path / "en.parquet", GENERATIONS)
 

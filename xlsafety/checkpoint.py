@@ -2,9 +2,10 @@
 
 A job appends each finished batch as a parquet part in a folder next to its
 output. A restarted job reads the parts back and only does the rest. The parts
-carry a fingerprint of everything that determines their content (model,
-decoding, prompts, seed), and parts with another fingerprint are discarded, so
-a changed configuration never reuses stale rows. A generation job keeps its
+carry a fingerprint of the settings that determine their content (model,
+decoding, seed), and parts with another fingerprint are discarded, so a
+changed configuration never reuses stale rows. What varies by row (prompt
+text, pass, row seed) is checked row by row when the rows are read back. A generation job keeps its
 complete output there as its only part (`Checkpoint.keep`), so that a rerun
 with more passes generates only the new ones.
 """
@@ -90,8 +91,8 @@ class Checkpoint:
         which costs no disk space, or a copy where the file system has no
         hard links.
         """
-        for part in self.folder.glob("part-*.parquet"):
-            part.unlink()
+        for earlier in self.folder.glob("part-*.parquet"):
+            earlier.unlink()
         self._create()
         part = self.folder / "part-000000.parquet"
         try:

@@ -21,6 +21,9 @@ from xlsafety.checkpoint import Checkpoint
 from xlsafety.errors import ConfigError
 from xlsafety.generate import Decoding, PromptFormat
 
+# How to install the vllm backend's engine, in its error and in the start-up warning.
+VLLM_INSTALL_HINT = "pip install -e '.[vllm]'"
+
 # Matches no configuration id, for a backend that no model of the study uses.
 NO_CONFIGURATION = "(?!)"
 
@@ -156,7 +159,7 @@ def missing_engine_warnings(config: dict) -> list[str]:
         return []
     return [
         f"models.{key}.backend: vllm is not installed here, so its generation jobs will fail unless they "
-        "run where it is (pip install -e '.[vllm]' on a machine with a CUDA GPU), or set backend: transformers"
+        f"run where it is ({VLLM_INSTALL_HINT} on a machine with a CUDA GPU), or set backend: transformers"
         for key in models
     ]
 

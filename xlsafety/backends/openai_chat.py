@@ -179,9 +179,9 @@ class OpenAIChatBackend:
         """Send the pending requests, saving each group of finished rows as it completes."""
         finished: list[dict] = []
         budget = asyncio.timeout(self.config.time_budget_s)
-        self._deadline = asyncio.get_running_loop().time() + self.config.time_budget_s
         try:
             async with budget, self._client() as client:
+                self._deadline = budget.when()
                 await self._complete_all(client, pending, job, finished)
         except TimeoutError:
             if not budget.expired():
@@ -250,7 +250,7 @@ class OpenAIChatBackend:
             wait = self._backoff(attempt, retry_after)
             left = self._deadline - asyncio.get_running_loop().time()
             if retry_after is not None and retry_after > left:
-                # Waiting as the endpoint asks would only run out the time budget, so the job stops now.
+                # Waiting as long as the endpoint requests would only use up the time budget, so the job stops now.
                 raise EndpointError(self._wait_too_long_message(request, problem, retry_after, left))
             log.warning("%s: %s for prompt %d pass %d; retry %d of %d in %.2f s", self.config.model_key,
                         problem, request.prompt_id, request.pass_index, attempt + 1,
@@ -271,7 +271,7 @@ class OpenAIChatBackend:
             payload = None
         problem = completion_problem(payload)
         if problem is not None:
-            # Checked before the row is saved, so a malformed answer never reaches the checkpoint.
+            # Checked before the row is saved, so a malformed response never reaches the checkpoint.
             raise EndpointError(
                 f"model {self.config.model_key}: the endpoint answered prompt {request.prompt_id} pass "
                 f"{request.pass_index} with {problem} ({self._excerpt(response)}); check that "

@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import pandas as pd
 
+from xlsafety.backends import VLLM_INSTALL_HINT
 from xlsafety.errors import ModelError
 from xlsafety.generate import (
     Completion,
@@ -36,8 +37,6 @@ log = logging.getLogger(__name__)
 
 BACKEND = "vllm"
 
-INSTALL_HINT = "pip install -e '.[vllm]'"
-
 # Requests per LLM.generate call; each finished chunk is saved in the checkpoint.
 CHUNK_REQUESTS = 512
 
@@ -49,7 +48,7 @@ def import_vllm():
     except ImportError as error:
         raise ModelError(
             f"backend 'vllm' needs the vllm package, which is not installed ({error}). "
-            f"Install the vllm extra on a machine with a CUDA GPU: {INSTALL_HINT}, "
+            f"Install the vllm extra on a machine with a CUDA GPU: {VLLM_INSTALL_HINT}, "
             "or set the model's backend to transformers."
         ) from error
     return vllm
